@@ -1,0 +1,44 @@
+# The README's commands. Everything runs from the project's own virtualenv (.venv).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(abspath $(VENV))/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# The webserver, daemon and run workers find `dbt` through PATH (DESIGN.md).
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install run test dev bench bench-quick lint
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## make run: set up, prepare the manifest, run daily_pipeline once on embedded defaults
+run: install
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m orchestration prepare
+	$(PY) -m orchestration run --job daily_pipeline
+
+## make test: the whole suite (unit, integration with real dbt + Dagster, e2e processes)
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+## make dev: the Dagster UI and daemon on http://127.0.0.1:3000
+dev: install
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m orchestration prepare
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## make bench: benchmarks (never part of make test)
+bench: install
+	$(PY) -m benchmarks
+
+bench-quick: install
+	$(PY) -m benchmarks --quick
+
+lint: install
+	$(BIN)/ruff check orchestration tests benchmarks
+	$(BIN)/ruff format --check orchestration tests benchmarks

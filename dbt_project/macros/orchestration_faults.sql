@@ -1,0 +1,85 @@
+{#-
+  Fault injection for the orchestration's failure drills, driven only by --vars so that
+  no file changes between a failing run and its retry.
+
+  var('orchestration_model_faults', {})  {model name or unique_id: message}
+      The model's pre-hook raises a genuine database error carrying the message, so
+      dbt reports the model as `error` (not a compile error) and skips its downstream.
+  var('orchestration_test_faults', {})   {model name or unique_id: message}
+      Every error-severity generic data test attached to that model fails (status
+      `fail`), by overriding dbt's test SQL wrapper below.
+  With neither var set, both render exactly what dbt would render without them.
+-#}
+
+{% macro orchestration_fault_message(faults, node_name, node_unique_id) -%}
+  {#- The message configured for a node, or none. Keys may be names or unique_ids. -#}
+  {%- if faults is mapping -%}
+    {%- if node_unique_id in faults -%}
+      {{- return(faults[node_unique_id] | string) -}}
+    {%- elif node_name in faults -%}
+      {{- return(faults[node_name] | string) -}}
+    {%- endif -%}
+  {%- endif -%}
+  {{- return(none) -}}
+{%- endmacro %}
+
+
+{% macro orchestration_fault_hook() -%}
+  {#- Project-wide model pre-hook: empty unless the model is named in the var. -#}
+  {%- set message = orchestration_fault_message(
+      var('orchestration_model_faults', {}), model.name, model.unique_id) -%}
+  {%- if message is not none -%}
+    {{ adapter.dispatch('orchestration_raise_error')(message) }}
+  {%- endif -%}
+{%- endmacro %}
+
+
+{% macro default__orchestration_raise_error(message) -%}
+  {{ exceptions.raise_compiler_error(
+      "orchestration_model_faults is not supported on adapter " ~ target.type
+      ~ "; add a " ~ target.type ~ "__orchestration_raise_error macro") }}
+{%- endmacro %}
+
+
+{% macro duckdb__orchestration_raise_error(message) -%}
+  select error('{{ message | replace("'", "''") }}')
+{%- endmacro %}
+
+
+{% macro postgres__orchestration_raise_error(message) -%}
+  {#- `using message` avoids RAISE's % placeholders; the dollar-quote tag is unusual
+      enough not to clash with the message. -#}
+  do $orchestration_fault$ begin raise exception using message = '{{ message | replace("'", "''") | replace("$orchestration_fault$", "") }}'; end $orchestration_fault$
+{%- endmacro %}
+
+
+{% macro default__get_test_sql(main_sql, fail_calc, warn_if, error_if, limit) -%}
+  {#-
+    Root-project override of dbt's test wrapper (adapter.dispatch('get_test_sql', 'dbt')
+    searches the root project first). `model` is the test node being executed.
+  -#}
+  {%- set attached = model.get('attached_node') if model is mapping else model.attached_node -%}
+  {%- set severity = (model.config.severity or 'error') | string | upper -%}
+  {%- set message = none -%}
+  {%- if attached and model.test_metadata and severity == 'ERROR' -%}
+    {%- set attached_name = attached.split('.')[2] if attached.count('.') >= 2 else attached -%}
+    {%- set message = orchestration_fault_message(
+        var('orchestration_test_faults', {}), attached_name, attached) -%}
+  {%- endif -%}
+  {%- if message is none -%}
+    {{ dbt.default__get_test_sql(main_sql, fail_calc, warn_if, error_if, limit) }}
+  {%- else -%}
+    {{ log("orchestration_test_faults: forcing " ~ model.name ~ " to fail: " ~ message, info=true) }}
+    -- orchestration_test_faults: {{ message | replace('\n', ' ') }}
+    select
+      failures + 1 as failures,
+      true as should_warn,
+      true as should_error
+    from (
+      select coalesce(failures, 0) as failures
+      from (
+        {{ dbt.default__get_test_sql(main_sql, fail_calc, warn_if, error_if, limit) }}
+      ) dbt_internal_test_result
+    ) orchestration_faulted_test
+  {%- endif -%}
+{%- endmacro %}

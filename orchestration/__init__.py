@@ -1,0 +1,1 @@
+"""Dagster + dbt where a failure costs only the failed work."""

@@ -1,0 +1,299 @@
+"""Where dbt artifacts live: a local folder or an S3 prefix, behind one small interface.
+
+Layout (keys are relative to the store's root)::
+
+    runs/<run_id>/index.json                      the run's invocations, newest last
+    runs/<run_id>/<invocation>/manifest.json      one folder per dbt invocation
+    runs/<run_id>/<invocation>/run_results.json
+    runs/<run_id>/<invocation>/dbt.log
+    runs/<run_id>/<invocation>/sources.json       (source freshness only)
+    latest.json                                   pointer to the newest invocation
+
+The index files exist so that "the artifacts of run X" and "the latest artifacts" are one GET
+each: listing a bucket with thousands of runs is slow and costs money.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestration.errors import ArtifactNotFoundError, ArtifactStoreError, ConfigurationError
+
+# A key segment may hold letters, digits, '.', '_' and '-' only, and not be '.' or '..':
+# run ids and labels come from users (run config, CLI), and must never escape the prefix.
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+INDEX_FILE = "index.json"
+LATEST_KEY = "latest.json"
+
+
+def safe_key(*segments: str) -> str:
+    """Join key segments, refusing anything that could leave the store's prefix."""
+    parts: list[str] = []
+    for segment in segments:
+        for part in str(segment).split("/"):
+            if not part:
+                continue
+            if part in {".", ".."} or not _SEGMENT.match(part):
+                raise ArtifactStoreError(
+                    f"Refusing artifact key segment {part!r}: only letters, digits, '.', '_' "
+                    "and '-' are allowed, so keys cannot leave the store's prefix."
+                )
+            parts.append(part)
+    if not parts:
+        raise ArtifactStoreError("An artifact key needs at least one segment.")
+    return "/".join(parts)
+
+
+def run_prefix(run_id: str) -> str:
+    return safe_key("runs", run_id)
+
+
+@dataclass(frozen=True)
+class InvocationRecord:
+    """One dbt invocation's entry in its run's index."""
+
+    label: str
+    command: str
+    step_key: str
+    status: str  # "success" | "failure"
+    files: tuple[str, ...]
+    created_at: float
+    missing: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.label
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["files"] = list(self.files)
+        data["missing"] = list(self.missing)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InvocationRecord:
+        return cls(
+            label=data["label"],
+            command=data.get("command", ""),
+            step_key=data.get("step_key", ""),
+            status=data.get("status", "unknown"),
+            files=tuple(data.get("files", ())),
+            created_at=float(data.get("created_at", 0.0)),
+            missing=tuple(data.get("missing", ())),
+        )
+
+
+@dataclass(frozen=True)
+class RunIndex:
+    run_id: str
+    invocations: tuple[InvocationRecord, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"run_id": self.run_id, "invocations": [i.to_dict() for i in self.invocations]},
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str) -> RunIndex:
+        try:
+            data = json.loads(text)
+            return cls(
+                run_id=data["run_id"],
+                invocations=tuple(InvocationRecord.from_dict(i) for i in data["invocations"]),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise ArtifactStoreError(
+                f"The run index {source} is unreadable ({error}); delete it and its run's "
+                "artifacts will be re-indexed on the next invocation of that run."
+            ) from error
+
+
+class ArtifactStore(Protocol):
+    """Bytes in, bytes out, under keys relative to the store's root."""
+
+    uri: str
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def describe(self, key: str) -> str:
+        """Full location of ``key`` for messages (a path or an s3:// URI)."""
+        ...
+
+
+class LocalArtifactStore:
+    """A folder on disk. Writes go to a temporary file first so readers never see half a file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = str(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / safe_key(key)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        except OSError as error:
+            raise ArtifactStoreError(f"Could not write {path}: {error}") from error
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as error:
+            raise ArtifactNotFoundError(f"No artifact at {path}.") from error
+        except OSError as error:
+            raise ArtifactStoreError(f"Could not read {path}: {error}") from error
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def describe(self, key: str) -> str:
+        return str(self._path(key))
+
+
+class S3ArtifactStore:
+    """An S3 prefix, through a boto3 client (dagster-aws's ``S3Resource.get_client()``)."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+
+    def _key(self, key: str) -> str:
+        key = safe_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except Exception as error:  # botocore raises many unrelated types
+            raise ArtifactStoreError(f"Could not write {self.describe(key)}: {error}") from error
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return response["Body"].read()
+        except Exception as error:
+            code = getattr(error, "response", {}).get("Error", {}).get("Code")
+            if code in {"NoSuchKey", "404", "NotFound"}:
+                raise ArtifactNotFoundError(f"No artifact at {self.describe(key)}.") from error
+            raise ArtifactStoreError(f"Could not read {self.describe(key)}: {error}") from error
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.get_bytes(key)
+        except ArtifactNotFoundError:
+            return False
+        return True
+
+    def describe(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` → ``("bucket", "some/prefix")``."""
+    if not uri.startswith("s3://"):
+        raise ConfigurationError(f"{uri!r} is not an s3:// URI.")
+    rest = uri[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ConfigurationError(f"{uri!r} names no bucket; use s3://bucket[/prefix].")
+    return bucket, prefix.strip("/")
+
+
+def s3_client(*, max_attempts: int = 2, connect_timeout_seconds: float = 5.0) -> Any:
+    """A boto3 S3 client built by dagster-aws; the endpoint comes from ``AWS_ENDPOINT_URL``.
+
+    botocore's own retries are kept low: our uploader retries with its own backoff and must
+    be able to give up in seconds when the endpoint is down, not after minutes.
+    """
+    import botocore.config
+    from dagster_aws.s3 import S3Resource
+
+    client = S3Resource(max_attempts=max_attempts).get_client()
+    # S3Resource does not expose timeouts; rebuild the client with the same endpoint/region.
+    config = botocore.config.Config(
+        connect_timeout=connect_timeout_seconds,
+        read_timeout=30,
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+    )
+    import boto3
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=client.meta.endpoint_url,
+        region_name=client.meta.region_name,
+        config=config,
+    )
+
+
+def open_store(uri: str, *, client: Any | None = None) -> ArtifactStore:
+    """Open the store named by ``ORCHESTRATION_ARTIFACTS_URI``: a local path or s3://."""
+    if uri.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(uri)
+        return S3ArtifactStore(client or s3_client(), bucket, prefix)
+    return LocalArtifactStore(Path(uri))
+
+
+def read_run_index(store: ArtifactStore, run_id: str) -> RunIndex:
+    key = f"{run_prefix(run_id)}/{INDEX_FILE}"
+    try:
+        data = store.get_bytes(key)
+    except ArtifactNotFoundError:
+        return RunIndex(run_id=run_id)
+    return RunIndex.from_json(data, source=store.describe(key))
+
+
+def record_invocation(store: ArtifactStore, run_id: str, record: InvocationRecord) -> None:
+    """Append ``record`` to the run's index and move the ``latest.json`` pointer."""
+    index = read_run_index(store, run_id)
+    kept = tuple(i for i in index.invocations if i.label != record.label)
+    updated = RunIndex(run_id=run_id, invocations=(*kept, record))
+    store.put_bytes(f"{run_prefix(run_id)}/{INDEX_FILE}", updated.to_json().encode())
+    latest = {"run_id": run_id, "invocation": record.label, "created_at": record.created_at}
+    store.put_bytes(LATEST_KEY, json.dumps(latest).encode())
+
+
+def artifact_key(run_id: str, label: str, name: str) -> str:
+    return safe_key("runs", run_id, label, name)
+
+
+def find_run_results_keys(store: ArtifactStore, run_id: str) -> list[str]:
+    """Keys of every stored run_results.json of ``run_id``'s dbt builds, oldest first."""
+    index = read_run_index(store, run_id)
+    return [
+        artifact_key(run_id, inv.label, "run_results.json")
+        for inv in index.invocations
+        if "run_results.json" in inv.files and inv.command in {"build", "run", "test", "retry"}
+    ]
+
+
+def latest_pointer(store: ArtifactStore) -> dict[str, Any]:
+    try:
+        return json.loads(store.get_bytes(LATEST_KEY))
+    except ArtifactNotFoundError:
+        raise ArtifactNotFoundError(
+            f"{store.describe(LATEST_KEY)} does not exist yet: no dbt invocation has stored "
+            "artifacts in this store. Run `make run` (or any job) first."
+        ) from None
+
+
+def iter_files(folder: Path, names: Iterable[str]) -> list[Path]:
+    return [folder / name for name in names if (folder / name).is_file()]

@@ -1,0 +1,93 @@
+"""Pure builders for dbt command lines and node selections.
+
+Selections are lists of dbt unique_ids. Up to ``threshold`` nodes go on the command line as
+``--select``; above it they go into a generated ``selectors.yml`` (``--selector``), because a
+recovery of thousands of models would exceed the kernel's argument size limit (one argument
+may hold at most 128 KiB on Linux) — dbt itself has no "select from file" flag.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SELECTOR_NAME = "orchestration_selection"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dbt nodes an invocation runs. ``None`` = the whole project."""
+
+    unique_ids: tuple[str, ...] | None
+
+    @classmethod
+    def everything(cls) -> Selection:
+        return cls(None)
+
+    @property
+    def is_everything(self) -> bool:
+        return self.unique_ids is None
+
+    @property
+    def is_empty(self) -> bool:
+        return self.unique_ids is not None and not self.unique_ids
+
+
+def node_selector_value(unique_id: str, manifest: Mapping[str, Any]) -> str:
+    """The dbt selector that picks exactly this node: ``fqn:`` is unique per node."""
+    node = manifest["nodes"].get(unique_id) or manifest.get("sources", {}).get(unique_id)
+    if node is None:
+        raise KeyError(unique_id)
+    if unique_id.startswith("source."):
+        return f"source:{node['source_name']}.{node['name']}"
+    return "fqn:" + ".".join(node["fqn"])
+
+
+def selection_values(selection: Selection, manifest: Mapping[str, Any]) -> list[str]:
+    assert selection.unique_ids is not None
+    return sorted(node_selector_value(uid, manifest) for uid in selection.unique_ids)
+
+
+def uses_selector_file(selection: Selection, threshold: int) -> bool:
+    return selection.unique_ids is not None and len(selection.unique_ids) > threshold
+
+
+def selectors_yaml(values: Sequence[str]) -> str:
+    """A selectors.yml with one selector, the union of ``values`` (JSON is valid YAML)."""
+    return json.dumps(
+        {"selectors": [{"name": SELECTOR_NAME, "definition": {"union": list(values)}}]},
+        indent=1,
+    )
+
+
+def build_args(
+    command: str,
+    *,
+    selection: Selection,
+    manifest: Mapping[str, Any],
+    threshold: int,
+    full_refresh: bool = False,
+    fail_fast: bool = False,
+    dbt_vars: Mapping[str, Any] | None = None,
+    target: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """dbt arguments (without the executable) for one invocation."""
+    args = [command]
+    if selection.unique_ids is not None:
+        if uses_selector_file(selection, threshold):
+            args += ["--selector", SELECTOR_NAME]
+        else:
+            args += ["--select", *selection_values(selection, manifest)]
+    if full_refresh:
+        args.append("--full-refresh")
+    if fail_fast:
+        args.append("--fail-fast")
+    if dbt_vars:
+        args += ["--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
+    if target:
+        args += ["--target", target]
+    args += list(extra)
+    return args

@@ -1,0 +1,107 @@
+"""The ``@dbt_assets`` op: every dbt model is an asset, every error-severity test a check.
+
+The op is recovery-aware. It decides which dbt nodes to run, in this order:
+
+1. run config names an earlier run or stored artifacts (``retry_from_run_id`` /
+   ``retry_from_artifacts``) → only what those artifacts say did not finish, plus downstream;
+2. the run is a UI *Re-execute → From failure* (tag ``dagster/is_resume_retry``) → only the
+   recovery plan of the parent chain, never a model that already succeeded in it;
+3. the run selects a subset of assets (*From asset failure*, a partial materialization) →
+   exactly that subset;
+4. otherwise the whole project.
+"""
+
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import AssetExecutionContext, Config, Output
+from dagster_dbt import dbt_assets
+from pydantic import Field
+
+from orchestration.dbt.invoke import InvocationOutcome, stream_dbt
+from orchestration.dbt.project import load_manifest, manifest_path
+from orchestration.dbt.recovery import choose_selection
+from orchestration.dbt.translator import LayeredTranslator
+from orchestration.resources import ArtifactStoreResource
+from orchestration.settings import Settings, load_settings
+
+DBT_OP_NAME = "dbt_models"
+
+
+class DbtBuildConfig(Config):
+    """Run config of the dbt op (Launchpad → ops → dbt_models → config)."""
+
+    full_refresh: bool = Field(
+        default=False, description="Pass --full-refresh (the weekly job sets it)."
+    )
+    retry_from_run_id: str | None = Field(
+        default=None,
+        description="Re-run only what this earlier Dagster run's stored dbt artifacts say did "
+        "not finish, plus downstream.",
+    )
+    retry_from_artifacts: str | None = Field(
+        default=None,
+        description="Like retry_from_run_id, from a run_results.json in the artifact store "
+        "(a key such as 'external/nightly/run_results.json', or a full path / s3:// URI) — "
+        "also for dbt runs that happened outside Dagster.",
+    )
+
+
+@functools.cache
+def translator() -> LayeredTranslator:
+    return LayeredTranslator()
+
+
+def build_dbt_assets(settings: Settings) -> Any:
+    """The dbt assets for ``settings.dbt_project_dir`` (manifest prepared if stale)."""
+    load_manifest(settings)  # parse when missing or stale
+
+    @dbt_assets(
+        manifest=manifest_path(settings),
+        dagster_dbt_translator=translator(),
+        name=DBT_OP_NAME,
+    )
+    def dbt_models(
+        context: AssetExecutionContext,
+        config: DbtBuildConfig,
+        artifacts: ArtifactStoreResource,
+    ) -> Iterator[Any]:
+        run_settings = load_settings()
+        manifest = load_manifest(run_settings)
+        store = artifacts.open()
+        choice = choose_selection(
+            context,
+            manifest=manifest,
+            translator=translator(),
+            store=store,
+            retry_from_run_id=config.retry_from_run_id,
+            retry_from_artifacts=config.retry_from_artifacts,
+        )
+        for line in choice.log_lines:
+            context.log.info(line)
+        if choice.selection.is_empty:
+            context.log.info("Nothing to run: every selected dbt node already succeeded.")
+        else:
+            outcome = InvocationOutcome()
+            for event in stream_dbt(
+                context,
+                settings=run_settings,
+                manifest=manifest,
+                translator=translator(),
+                store=store,
+                selection=choice.selection,
+                full_refresh=config.full_refresh,
+                outcome=outcome,
+            ):
+                if isinstance(event, Output) and choice.rebuilt_metadata:
+                    key = context.asset_key_for_output(event.output_name)
+                    extra = choice.rebuilt_metadata.get(key.to_user_string())
+                    if extra:
+                        event = event.with_metadata({**event.metadata, **extra})
+                yield event
+        yield from choice.carried_over_outputs(context)
+
+    return dbt_models
+

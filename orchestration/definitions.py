@@ -1,0 +1,61 @@
+"""The one assembly point: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
+
+from __future__ import annotations
+
+import functools
+
+from dagster import AssetKey, Definitions
+
+from orchestration.dbt.assets import build_dbt_assets
+from orchestration.dbt.project import load_manifest
+from orchestration.freshness import build_freshness_checks
+from orchestration.ingest.assets import build_ingest_assets
+from orchestration.reports import build_report_asset
+from orchestration.resources import ArtifactStoreResource, build_io_manager
+from orchestration.schedules import build_schedules
+from orchestration.jobs import build_jobs
+from orchestration.settings import load_settings
+
+
+@functools.cache
+def build_definitions() -> Definitions:
+    settings = load_settings()
+    manifest = load_manifest(settings)
+    dbt_assets_def = build_dbt_assets(settings)
+    source_keys = {
+        AssetKey([source["source_name"], source["name"]])
+        for source in manifest.get("sources", {}).values()
+    }
+    ingest = build_ingest_assets(source_keys)
+    ingested = {key for asset in ingest for key in asset.keys}
+    models = {
+        uid: node
+        for uid, node in manifest["nodes"].items()
+        if node.get("resource_type") == "model"
+    }
+    report = build_report_asset(settings, models)
+    from orchestration.sensors import build_sensors
+
+    return Definitions(
+        assets=[*ingest, dbt_assets_def, *([report] if report else [])],
+        asset_checks=build_freshness_checks(manifest, ingested),
+        jobs=build_jobs(),
+        schedules=build_schedules(settings),
+        sensors=build_sensors(settings),
+        resources={
+            "artifacts": ArtifactStoreResource(uri=settings.artifacts_uri),
+            "io_manager": build_io_manager(settings),
+        },
+    )
+
+
+def __getattr__(name: str) -> Definitions:
+    """``defs`` is built on first access, not at import (module-level ``__getattr__``)."""
+    if name == "defs":
+        return build_definitions()
+    raise AttributeError(name)
+
+
+def job_by_name(name: str):  # noqa: ANN201 - Dagster's reconstruction entry point
+    """Reconstruction entry point for ``execute_job`` (CLI, tests): job ``name`` of ``defs``."""
+    return build_definitions().resolve_job_def(name)

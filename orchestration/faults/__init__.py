@@ -1,0 +1,1 @@
+"""Fault injection for demos, tests and benchmarks (see ``orchestration.faults.store``)."""

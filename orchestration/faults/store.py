@@ -1,0 +1,185 @@
+"""Injected faults, kept in one JSON file so every process sees them.
+
+The webserver, the daemon and each run worker are separate processes; a JSON file (default
+``data/faults.json``) under an ``flock`` is the smallest thing they all share. The dbt op reads
+it once per invocation and passes the active faults to dbt as ``--vars``; the dbt project's
+``orchestration_fault_hook()`` pre-hook turns a listed model into a genuine database error and
+``get_test_sql`` makes a listed model's error-severity tests fail. With no fault set the vars
+are empty and the hooks render nothing: zero cost.
+
+A transient fault (``--times N``) counts down once per dbt invocation in which the model
+really failed because of it (read from that invocation's run_results.json), so a model that
+was skipped because something upstream failed does not use up its fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from orchestration.errors import FaultError
+
+FaultTarget = Literal["model", "test"]
+
+MODEL_FAULTS_VAR = "orchestration_model_faults"
+TEST_FAULTS_VAR = "orchestration_test_faults"
+
+
+@dataclass(frozen=True)
+class Fault:
+    model: str
+    target: FaultTarget
+    remaining: int | None  # None = permanent
+    message: str
+
+    @property
+    def transient(self) -> bool:
+        return self.remaining is not None
+
+
+def default_message(model: str, *, target: FaultTarget, transient: bool) -> str:
+    """Messages shaped like the real errors they stand for, so error classification treats
+    an injected transient fault like a dropped connection and a permanent one like a
+    permission problem."""
+    if target == "test":
+        return f"injected data test failure on {model}"
+    if transient:
+        return f"connection reset by peer (injected transient fault in model {model})"
+    return f"permission denied for table {model} (injected permanent fault)"
+
+
+class FaultStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                data = self._read()
+                before = json.dumps(data, sort_keys=True)
+                yield data
+                if json.dumps(data, sort_keys=True) != before:
+                    tmp = self.path.with_name(self.path.name + ".tmp")
+                    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+                    tmp.replace(self.path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {"faults": {}}
+        try:
+            data = json.loads(self.path.read_text() or "{}")
+        except ValueError as error:
+            raise FaultError(
+                f"{self.path} is not valid JSON ({error}); run "
+                "`python -m orchestration faults clear` to reset it."
+            ) from error
+        data.setdefault("faults", {})
+        return data
+
+    def list(self) -> list[Fault]:
+        if not self.path.is_file():
+            return []
+        return [
+            Fault(**value) for _, value in sorted(self._read()["faults"].items())
+        ]
+
+    def inject(
+        self,
+        model: str,
+        *,
+        times: int | None = None,
+        target: FaultTarget = "model",
+        message: str | None = None,
+    ) -> Fault:
+        if times is not None and times < 1:
+            raise FaultError("--times must be at least 1 (omit it for a permanent fault).")
+        if not model or any(c in model for c in "'\"\\\n"):
+            raise FaultError(f"{model!r} is not a model name.")
+        fault = Fault(
+            model=model,
+            target=target,
+            remaining=times,
+            message=message or default_message(model, target=target, transient=times is not None),
+        )
+        with self._locked() as data:
+            data["faults"][f"{target}:{model}"] = asdict(fault)
+        return fault
+
+    def clear(self, model: str | None = None) -> int:
+        with self._locked() as data:
+            before = len(data["faults"])
+            if model is None:
+                data["faults"] = {}
+            else:
+                data["faults"] = {
+                    key: value for key, value in data["faults"].items() if value["model"] != model
+                }
+            return before - len(data["faults"])
+
+    def dbt_vars(self) -> dict[str, dict[str, str]]:
+        """The ``--vars`` entries for the active faults; empty when none is set."""
+        if not self.path.is_file():
+            return {}
+        model_faults: dict[str, str] = {}
+        test_faults: dict[str, str] = {}
+        for fault in self.list():
+            (model_faults if fault.target == "model" else test_faults)[fault.model] = (
+                fault.message
+            )
+        result: dict[str, dict[str, str]] = {}
+        if model_faults:
+            result[MODEL_FAULTS_VAR] = model_faults
+        if test_faults:
+            result[TEST_FAULTS_VAR] = test_faults
+        return result
+
+    def record_invocation(
+        self,
+        run_results: Mapping[str, Any] | None,
+        *,
+        test_models: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Count down transient faults that fired in one dbt invocation; return spent ones.
+
+        ``test_models`` maps a test's unique_id to the name of the model it is attached to
+        (from the manifest), so a test fault counts only when that model's test failed.
+        """
+        test_models = test_models or {}
+        if not run_results or not self.path.is_file():
+            return []
+        fired_models: set[str] = set()
+        fired_tests: set[str] = set()
+        for result in run_results.get("results", []):
+            unique_id = str(result.get("unique_id", ""))
+            status = result.get("status")
+            message = str(result.get("message") or "")
+            if unique_id.startswith("model.") and status == "error" and "injected" in message:
+                fired_models.add(unique_id.split(".")[-1])
+            if unique_id.startswith("test.") and status == "fail" and unique_id in test_models:
+                fired_tests.add(test_models[unique_id])
+        spent: list[str] = []
+        with self._locked() as data:
+            for key, value in list(data["faults"].items()):
+                if value["remaining"] is None:
+                    continue
+                fired = value["model"] in (
+                    fired_models if value["target"] == "model" else fired_tests
+                )
+                if not fired:
+                    continue
+                value["remaining"] -= 1
+                if value["remaining"] <= 0:
+                    del data["faults"][key]
+                    spent.append(value["model"])
+        return spent

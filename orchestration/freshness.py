@@ -1,0 +1,138 @@
+"""Source freshness as warn-only asset checks on the ingestion assets.
+
+``dbt source freshness`` runs after ingestion in the same run; each source table gets a
+``source_freshness`` check result in the UI. The check is non-blocking and WARN severity, and
+any failure to run it (dbt error, missing table) becomes a failed WARN result, never a failed
+step: a stale feed is worth a warning, not a lost nightly build.
+"""
+
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetChecksDefinition,
+    AssetKey,
+    multi_asset_check,
+)
+
+from orchestration.artifacts.upload import store_invocation_artifacts
+from orchestration.dbt.project import dbt_executable
+from orchestration.resources import ArtifactStoreResource
+from orchestration.settings import load_settings
+
+CHECK_NAME = "source_freshness"
+
+
+def source_unique_ids(
+    manifest: Mapping[str, Any], keys: Collection[AssetKey]
+) -> dict[AssetKey, str]:
+    wanted = set(keys)
+    result: dict[AssetKey, str] = {}
+    for unique_id, source in manifest.get("sources", {}).items():
+        key = AssetKey([source["source_name"], source["name"]])
+        if key in wanted and source.get("freshness") and source.get("loaded_at_field"):
+            result[key] = unique_id
+    return result
+
+
+def build_freshness_checks(
+    manifest: Mapping[str, Any], ingested_keys: Collection[AssetKey]
+) -> list[AssetChecksDefinition]:
+    sources = source_unique_ids(manifest, ingested_keys)
+    if not sources:
+        return []
+
+    @multi_asset_check(
+        name="dbt_source_freshness",
+        specs=[
+            AssetCheckSpec(
+                CHECK_NAME,
+                asset=key,
+                blocking=False,
+                description="dbt source freshness (warns, never fails the run)",
+            )
+            for key in sorted(sources, key=lambda k: k.to_user_string())
+        ],
+        can_subset=True,
+    )
+    def dbt_source_freshness(
+        context: AssetCheckExecutionContext, artifacts: ArtifactStoreResource
+    ) -> Iterator[AssetCheckResult]:
+        settings = load_settings()
+        selected = [k for k in sources if any(ck.asset_key == k for ck in context.selected_asset_check_keys)]
+        label = f"dbt_source_freshness-{uuid.uuid4().hex[:8]}"
+        target = settings.dbt_project_dir / "target" / "invocations" / f"{context.run.run_id[:8]}-{label}"
+        args = [
+            dbt_executable(),
+            "source",
+            "freshness",
+            "--select",
+            *(f"source:{sources[k].split('.', 2)[2]}" for k in selected),
+            "--project-dir",
+            str(settings.dbt_project_dir),
+            "--profiles-dir",
+            str(settings.dbt_profiles_dir),
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(target),
+        ]
+        if settings.dbt_target:
+            args += ["--target", settings.dbt_target]
+        env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+        results: dict[str, dict[str, Any]] = {}
+        problem = ""
+        try:
+            completed = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+            sources_json = target / "sources.json"
+            if sources_json.is_file():
+                for item in json.loads(sources_json.read_text()).get("results", []):
+                    results[item["unique_id"]] = item
+            if not results:
+                problem = (completed.stdout + completed.stderr).strip().splitlines()[-1:]
+                problem = problem[0] if problem else f"dbt exited {completed.returncode}"
+        except Exception as error:  # never fail the pipeline over freshness
+            problem = f"{type(error).__name__}: {error}"
+        if target.is_dir():
+            report = store_invocation_artifacts(
+                artifacts.open(),
+                run_id=context.run.run_id,
+                label=label,
+                command="source freshness",
+                step_key="dbt_source_freshness",
+                succeeded=not problem,
+                target_path=target,
+                attempts=settings.upload_attempts,
+                backoff_seconds=settings.upload_backoff_seconds,
+            )
+            if not report.complete:
+                context.log.warning(report.warning_text())
+        for key in selected:
+            item = results.get(sources[key])
+            status = item.get("status") if item else "not checked"
+            metadata: dict[str, Any] = {"status": status}
+            if item:
+                metadata["max_loaded_at"] = str(item.get("max_loaded_at"))
+                age = item.get("max_loaded_at_time_ago_in_s")
+                if age is not None:
+                    metadata["age_hours"] = round(float(age) / 3600, 2)
+            if problem:
+                metadata["problem"] = problem
+            yield AssetCheckResult(
+                asset_key=key,
+                check_name=CHECK_NAME,
+                passed=status == "pass",
+                severity=AssetCheckSeverity.WARN,
+                metadata=metadata,
+            )
+
+    return [dbt_source_freshness]

@@ -1,0 +1,130 @@
+"""What happened in one run, as plain data.
+
+Adapters fill a ``RunOutcome`` from Dagster's event log (planned assets, materializations,
+check evaluations, failed steps) and, where stored, the run's dbt ``run_results.json``. The
+planner then never talks to Dagster: it can be tested on hand-built outcomes, and the same rule
+serves the UI, the sensor, the op and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from orchestration.artifacts.run_results import RunResults
+
+
+class CheckStatus(StrEnum):
+    """The state of one asset check in one run."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERRORED = "errored"
+    """The dbt test itself errored (bad SQL, missing column); dagster-dbt reports it as failed."""
+    NOT_EXECUTED = "not_executed"
+    """Planned, but no evaluation was recorded (the model failed, fail-fast, the run died)."""
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One asset check planned by a run, and how it ended."""
+
+    asset: str
+    check_name: str
+    blocking: bool
+    status: CheckStatus
+
+    @property
+    def holds_back_its_asset(self) -> bool:
+        """A blocking check that did not pass means the asset must be rebuilt and re-checked.
+
+        Warn-severity (non-blocking) checks never do: they report, they do not gate.
+        """
+        return self.blocking and self.status is not CheckStatus.PASSED
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "asset": self.asset,
+            "check_name": self.check_name,
+            "blocking": self.blocking,
+            "status": self.status.value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> CheckOutcome:
+        return cls(
+            asset=str(data["asset"]),
+            check_name=str(data["check_name"]),
+            blocking=bool(data["blocking"]),
+            status=CheckStatus(data["status"]),
+        )
+
+
+class RunStatus(StrEnum):
+    """A run's status, folded to what planning cares about.
+
+    Adapters map Dagster's QUEUED/STARTING/STARTED/CANCELING to ``IN_PROGRESS``: such a run has
+    not finished, so what it will materialize is not yet known.
+    """
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CANCELED = "canceled"
+    IN_PROGRESS = "in_progress"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Everything the planner needs to know about one finished run."""
+
+    run_id: str
+    status: RunStatus
+    planned: frozenset[str]
+    """Asset keys the run selected."""
+    materialized: frozenset[str]
+    """Asset keys with a materialization event in this run."""
+    checks: tuple[CheckOutcome, ...] = ()
+    dbt_results: RunResults | None = None
+    """run_results.json of the run's dbt invocation(s), merged, if stored."""
+    failed_steps_assets: frozenset[str] = frozenset()
+    """Non-dbt assets whose step errored: dbt's own errors come from ``dbt_results``."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status.value,
+            "planned": sorted(self.planned),
+            "materialized": sorted(self.materialized),
+            "checks": [check.to_dict() for check in self.checks],
+            "dbt_results": None if self.dbt_results is None else self.dbt_results.to_dict(),
+            "failed_steps_assets": sorted(self.failed_steps_assets),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> RunOutcome:
+        dbt_results = data.get("dbt_results")
+        checks = data.get("checks") or []
+        if not isinstance(checks, list | tuple):
+            raise TypeError(f"expected a list of checks, got {type(checks).__name__}")
+        return cls(
+            run_id=str(data["run_id"]),
+            status=RunStatus(data["status"]),
+            planned=_keys(data.get("planned")),
+            materialized=_keys(data.get("materialized")),
+            checks=tuple(CheckOutcome.from_dict(check) for check in checks),
+            dbt_results=(
+                None
+                if dbt_results is None
+                else RunResults.from_dict(dbt_results, source=f"run {data['run_id']}")
+            ),
+            failed_steps_assets=_keys(data.get("failed_steps_assets")),
+        )
+
+
+def _keys(value: object) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise TypeError(f"expected a list of asset keys, got {type(value).__name__}")
+    return frozenset(str(key) for key in value)

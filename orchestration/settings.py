@@ -1,0 +1,196 @@
+"""Environment → typed settings.
+
+Read inside functions (``load_settings()``), never at import time: the webserver, the daemon,
+run workers and tests each build their own environment, and a value frozen at import would
+silently ignore it. This is also the one place that knows where the repository lives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestration.errors import ConfigurationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# name → (default shown in the README, description). The README's configuration table is
+# checked against this mapping by a test, so the docs cannot drift from the code.
+SETTINGS_DOC: dict[str, tuple[str, str]] = {
+    "DBT_PROJECT_DIR": ("dbt_project/", "dbt project to orchestrate (any dbt project works)"),
+    "DBT_PROFILES_DIR": ("the project dir", "folder holding profiles.yml"),
+    "DBT_TARGET": ("profile default (`duckdb`)", "dbt target: `duckdb` or `postgres`"),
+    "DBT_THREADS": ("4", "dbt threads (read by our profiles.yml)"),
+    "DUCKDB_PATH": ("data/warehouse.duckdb", "DuckDB warehouse file"),
+    "DBT_POSTGRES_HOST / _PORT / _USER / _PASSWORD / _DBNAME / _SCHEMA": (
+        "localhost / 5432 / postgres / '' / warehouse / analytics",
+        "warehouse connection for `DBT_TARGET=postgres`",
+    ),
+    "ORCHESTRATION_ARTIFACTS_URI": (
+        ".artifacts/",
+        "artifact store: a local path or `s3://bucket/prefix`",
+    ),
+    "AWS_ENDPOINT_URL": ("AWS default", "S3-compatible endpoint (MinIO, moto, …)"),
+    "ORCHESTRATION_FAULTS_FILE": ("data/faults.json", "where injected faults are kept"),
+    "ORCHESTRATION_DAILY_CRON": ("0 4 * * *", "cron of `daily_pipeline_schedule`"),
+    "ORCHESTRATION_WEEKLY_CRON": ("0 5 * * 0", "cron of `weekly_full_refresh_schedule`"),
+    "ORCHESTRATION_TIMEZONE": ("UTC", "timezone of both schedules"),
+    "ORCHESTRATION_SCHEDULES_RUNNING": ("0", "1 = schedules start enabled"),
+    "ORCHESTRATION_FX_DAYS": ("120", "days of exchange rates the ingestion generates"),
+    "ORCHESTRATION_CRM_COMPANIES": ("40", "companies the CRM ingestion generates"),
+    "ORCHESTRATION_CRM_DEALS": ("400", "deals the CRM ingestion generates"),
+    "ORCHESTRATION_REPORT_MODEL": (
+        "fct_revenue_by_owner",
+        "mart the downstream Python report reads (no report if the model is absent)",
+    ),
+    "ORCHESTRATION_UPLOAD_ATTEMPTS": ("4", "artifact upload attempts before a warning"),
+    "ORCHESTRATION_UPLOAD_BACKOFF_SECONDS": ("0.5", "first upload retry delay (doubles)"),
+    "ORCHESTRATION_SELECTOR_THRESHOLD": (
+        "100",
+        "above this many dbt nodes, selection goes through a generated selectors.yml",
+    ),
+    "ORCHESTRATION_RETRY_SENSOR_RUNNING": ("1", "1 = `retry_failed_assets_sensor` starts on"),
+    "ORCHESTRATION_RETRY_SENSOR_INTERVAL_SECONDS": ("30", "sensor tick interval"),
+    "ORCHESTRATION_RETRY_MAX_ATTEMPTS": ("3", "automatic retries per failure chain"),
+    "ORCHESTRATION_RETRY_BACKOFF_SECONDS": ("60", "wait before the first automatic retry"),
+    "ORCHESTRATION_RETRY_BACKOFF_FACTOR": ("2", "backoff multiplier per attempt"),
+    "ORCHESTRATION_RETRY_BACKOFF_MAX_SECONDS": ("900", "backoff cap"),
+    "ORCHESTRATION_RETRY_UNKNOWN_ERRORS": ("0", "1 = also retry unclassified errors"),
+    "ORCHESTRATION_ERROR_PATTERNS_FILE": ("built-in", "JSON file replacing the error patterns"),
+    "ORCHESTRATION_ALERT_WEBHOOK_URL": ("unset", "Slack-compatible webhook for give-ups"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the project reads from the environment, typed and resolved."""
+
+    dbt_project_dir: Path
+    dbt_profiles_dir: Path
+    dbt_target: str | None
+    duckdb_path: Path
+    artifacts_uri: str
+    faults_file: Path
+    daily_cron: str
+    weekly_cron: str
+    timezone: str
+    schedules_running: bool
+    fx_days: int
+    crm_companies: int
+    crm_deals: int
+    report_model: str
+    upload_attempts: int
+    upload_backoff_seconds: float
+    selector_threshold: int
+    retry_sensor_running: bool
+    retry_sensor_interval_seconds: int
+    retry_max_attempts: int
+    retry_backoff_seconds: float
+    retry_backoff_factor: float
+    retry_backoff_max_seconds: float
+    retry_unknown_errors: bool
+    error_patterns_file: Path | None
+    alert_webhook_url: str | None
+
+    @property
+    def artifacts_on_s3(self) -> bool:
+        return self.artifacts_uri.startswith("s3://")
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment every dbt subprocess needs on top of ``os.environ``."""
+        env = {"DUCKDB_PATH": str(self.duckdb_path)}
+        if self.dbt_target:
+            env["DBT_TARGET"] = self.dbt_target
+        return env
+
+
+def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    raw = env.get(name)
+    if not raw:
+        return default
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not an integer; unset it or give a number.")
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be at least {minimum}.")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number; unset it or give a number.")
+    if value < 0:
+        raise ConfigurationError(f"{name}={value} must not be negative.")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean; use 1 or 0.")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    project_dir = _path(env, "DBT_PROJECT_DIR", REPO_ROOT / "dbt_project")
+    if not (project_dir / "dbt_project.yml").is_file():
+        raise ConfigurationError(
+            f"DBT_PROJECT_DIR={project_dir} holds no dbt_project.yml; point it at a dbt project."
+        )
+    artifacts_uri = env.get("ORCHESTRATION_ARTIFACTS_URI") or str(REPO_ROOT / ".artifacts")
+    if not artifacts_uri.startswith("s3://"):
+        artifacts_uri = str(_path({"p": artifacts_uri}, "p", REPO_ROOT / ".artifacts"))
+    patterns_file = env.get("ORCHESTRATION_ERROR_PATTERNS_FILE")
+    return Settings(
+        dbt_project_dir=project_dir,
+        dbt_profiles_dir=_path(env, "DBT_PROFILES_DIR", project_dir),
+        dbt_target=env.get("DBT_TARGET") or None,
+        duckdb_path=_path(env, "DUCKDB_PATH", REPO_ROOT / "data" / "warehouse.duckdb"),
+        artifacts_uri=artifacts_uri,
+        faults_file=_path(env, "ORCHESTRATION_FAULTS_FILE", REPO_ROOT / "data" / "faults.json"),
+        daily_cron=env.get("ORCHESTRATION_DAILY_CRON") or "0 4 * * *",
+        weekly_cron=env.get("ORCHESTRATION_WEEKLY_CRON") or "0 5 * * 0",
+        timezone=env.get("ORCHESTRATION_TIMEZONE") or "UTC",
+        schedules_running=_bool(env, "ORCHESTRATION_SCHEDULES_RUNNING", False),
+        fx_days=_int(env, "ORCHESTRATION_FX_DAYS", 120, minimum=1),
+        crm_companies=_int(env, "ORCHESTRATION_CRM_COMPANIES", 40, minimum=1),
+        crm_deals=_int(env, "ORCHESTRATION_CRM_DEALS", 400, minimum=1),
+        report_model=env.get("ORCHESTRATION_REPORT_MODEL") or "fct_revenue_by_owner",
+        upload_attempts=_int(env, "ORCHESTRATION_UPLOAD_ATTEMPTS", 4, minimum=1),
+        upload_backoff_seconds=_float(env, "ORCHESTRATION_UPLOAD_BACKOFF_SECONDS", 0.5),
+        selector_threshold=_int(env, "ORCHESTRATION_SELECTOR_THRESHOLD", 100, minimum=1),
+        retry_sensor_running=_bool(env, "ORCHESTRATION_RETRY_SENSOR_RUNNING", True),
+        retry_sensor_interval_seconds=_int(
+            env, "ORCHESTRATION_RETRY_SENSOR_INTERVAL_SECONDS", 30, minimum=5
+        ),
+        retry_max_attempts=_int(env, "ORCHESTRATION_RETRY_MAX_ATTEMPTS", 3),
+        retry_backoff_seconds=_float(env, "ORCHESTRATION_RETRY_BACKOFF_SECONDS", 60.0),
+        retry_backoff_factor=_float(env, "ORCHESTRATION_RETRY_BACKOFF_FACTOR", 2.0),
+        retry_backoff_max_seconds=_float(env, "ORCHESTRATION_RETRY_BACKOFF_MAX_SECONDS", 900.0),
+        retry_unknown_errors=_bool(env, "ORCHESTRATION_RETRY_UNKNOWN_ERRORS", False),
+        error_patterns_file=Path(patterns_file) if patterns_file else None,
+        alert_webhook_url=env.get("ORCHESTRATION_ALERT_WEBHOOK_URL") or None,
+    )
