@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from dagster import AssetKey, Definitions
+from dagster import AssetKey, Definitions, in_process_executor
 
 from orchestration.dbt.assets import build_dbt_assets
 from orchestration.dbt.project import load_manifest
@@ -12,8 +12,8 @@ from orchestration.freshness import build_freshness_checks
 from orchestration.ingest.assets import build_ingest_assets
 from orchestration.reports import build_report_asset
 from orchestration.resources import ArtifactStoreResource, build_io_manager
-from orchestration.schedules import build_schedules
 from orchestration.jobs import build_jobs
+from orchestration.schedules import build_schedules
 from orchestration.settings import load_settings
 
 
@@ -42,6 +42,9 @@ def build_definitions() -> Definitions:
         jobs=build_jobs(),
         schedules=build_schedules(settings),
         sensors=build_sensors(settings),
+        # One process per run: dbt parallelises inside its op (threads), a process per step
+        # would add seconds of imports each, and DuckDB allows one writing process per file.
+        executor=in_process_executor,
         resources={
             "artifacts": ArtifactStoreResource(uri=settings.artifacts_uri),
             "io_manager": build_io_manager(settings),

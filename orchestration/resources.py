@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dagster import ConfigurableResource, FilesystemIOManager, IOManagerDefinition
 from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
 from orchestration.artifacts.store import ArtifactStore, open_store, parse_s3_uri
-from orchestration.settings import REPO_ROOT, Settings
+from orchestration.settings import Settings
 
 
 class ArtifactStoreResource(ConfigurableResource):
@@ -29,4 +27,4 @@ def build_io_manager(settings: Settings) -> IOManagerDefinition | S3PickleIOMana
             s3_bucket=bucket,
             s3_prefix=f"{prefix}/io" if prefix else "io",
         )
-    return FilesystemIOManager(base_dir=str(Path(REPO_ROOT, "data", "io")))
+    return FilesystemIOManager(base_dir=str(settings.duckdb_path.parent / "io"))

@@ -83,3 +83,15 @@
     ) orchestration_faulted_test
   {%- endif -%}
 {%- endmacro %}
+
+
+{#- Adapter-specific names win over default__ in dispatch; defining them here keeps the
+    override in force even if an adapter release ships its own get_test_sql. -#}
+{% macro duckdb__get_test_sql(main_sql, fail_calc, warn_if, error_if, limit) -%}
+  {{ default__get_test_sql(main_sql, fail_calc, warn_if, error_if, limit) }}
+{%- endmacro %}
+
+
+{% macro postgres__get_test_sql(main_sql, fail_calc, warn_if, error_if, limit) -%}
+  {{ default__get_test_sql(main_sql, fail_calc, warn_if, error_if, limit) }}
+{%- endmacro %}

@@ -127,7 +127,7 @@ def parse_run_results(data: bytes | str, *, source: str) -> RunResults:
     """
     if isinstance(data, bytes):
         try:
-            data = data.decode("utf-8")
+            data = data.decode("utf-8-sig")  # tolerate a BOM from Windows tools
         except UnicodeDecodeError as exc:
             raise _error(source, f"is not UTF-8 text ({exc})") from exc
     if not data.strip():

@@ -6,7 +6,6 @@ another dbt project (``DBT_PROJECT_DIR``) without ``fx`` / ``crm`` sources, no i
 is defined and nothing here assumes our model names.
 """
 
-
 import os
 from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime

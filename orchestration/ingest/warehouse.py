@@ -65,22 +65,29 @@ def replace_table(target: WarehouseTarget, table: RawTable, rows: Sequence[tuple
     return _replace_postgres(_postgres_dsn(target), table, rows)
 
 
-def read_scalar(target: WarehouseTarget, sql: str) -> object:
-    """First column of the first row of `sql` (None when there is no row)."""
+def read_rows(target: WarehouseTarget, sql: str) -> tuple[list[str], list[tuple]]:
+    """Column names and all rows of `sql`, for reports and tests (not for bulk reads)."""
     if target.kind == "duckdb":
         with _duckdb_connection(_duckdb_path(target), read_only=True) as connection:
-            row = connection.execute(sql).fetchone()
-    else:
-        import psycopg2
+            cursor = connection.execute(sql)
+            columns = [column[0] for column in cursor.description or []]
+            return columns, [tuple(row) for row in cursor.fetchall()]
+    import psycopg2
 
-        connection = psycopg2.connect(_postgres_dsn(target))
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql)
-                row = cursor.fetchone()
-        finally:
-            connection.close()
-    return None if row is None else row[0]
+    connection = psycopg2.connect(_postgres_dsn(target))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            columns = [column[0] for column in cursor.description or []]
+            return columns, [tuple(row) for row in cursor.fetchall()]
+    finally:
+        connection.close()
+
+
+def read_scalar(target: WarehouseTarget, sql: str) -> object:
+    """First column of the first row of `sql` (None when there is no row)."""
+    _, rows = read_rows(target, sql)
+    return rows[0][0] if rows else None
 
 
 def _duckdb_path(target: WarehouseTarget) -> Path:
@@ -156,12 +163,14 @@ def _replace_duckdb(path: Path, table: RawTable, rows: Sequence[tuple]) -> int:
                 connection.execute(f"create schema if not exists {schema}")
                 connection.execute(f"drop table if exists {schema}.{staging}")
                 connection.execute(f"create table {schema}.{staging} ({_column_ddl(table)})")
-                connection.execute(
-                    f"insert into {schema}.{staging} select * from read_csv(?, "
-                    f"header = false, delim = ',', quote = '\"', escape = '\"', "
-                    f"nullstr = '{CSV_NULL_MARKER}', columns = {{{column_types}}})",
-                    [str(csv_path)],
-                )
+                if rows:  # read_csv rejects an empty file
+                    connection.execute(
+                        f"insert into {schema}.{staging} select * from read_csv(?, "
+                        f"auto_detect = false, header = false, delim = ',', quote = '\"', "
+                        f"escape = '\"', new_line = '\\n', nullstr = '{CSV_NULL_MARKER}', "
+                        f"columns = {{{column_types}}})",
+                        [str(csv_path)],
+                    )
                 connection.execute(f"drop table if exists {schema}.{final}")
                 connection.execute(f"alter table {schema}.{staging} rename to {final}")
                 connection.execute("commit")
@@ -174,7 +183,7 @@ def _replace_duckdb(path: Path, table: RawTable, rows: Sequence[tuple]) -> int:
 def _write_csv(path: Path, rows: Sequence[tuple]) -> None:
     """Rows as CSV that DuckDB reads back losslessly (floats via repr, NULL as a marker)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         for row in rows:
             writer.writerow([_csv_value(value) for value in row])
 
@@ -246,21 +255,3 @@ def _replace_postgres(dsn: str, table: RawTable, rows: Sequence[tuple]) -> int:
     finally:
         connection.close()
     return len(rows)
-
-
-def read_rows(target: WarehouseTarget, sql: str) -> tuple[list[str], list[tuple]]:
-    """Column names and rows of `sql` (for reports and tests; read-only on DuckDB)."""
-    if target.kind == "duckdb":
-        with _duckdb_connection(_duckdb_path(target), read_only=True) as connection:
-            cursor = connection.execute(sql)
-            columns = [d[0] for d in cursor.description]
-            return columns, cursor.fetchall()
-    import psycopg2
-
-    connection = psycopg2.connect(_postgres_dsn(target))
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-            return [d[0] for d in cursor.description], cursor.fetchall()
-    finally:
-        connection.close()

@@ -281,6 +281,8 @@ def plan_run_chain(
     for view in views:
         for key in view.succeeded & scope:
             succeeded_in[key] = view.run.run_id  # the latest success wins
+    # No separate "plus downstream" step: whatever lies below a failure within the scope either
+    # did not succeed anywhere (so it is already here) or did, and the rule never re-runs that.
     to_rerun = scope - succeeded_in.keys()
 
     # Reasons come from the latest run that planned the asset: it saw the freshest failure.
@@ -299,13 +301,16 @@ def plan_run_chain(
         planned.update(views[position].explain(keys, graph))
 
     unknown: dict[str, UnknownNode] = {}
+    reported_by: list[str] = []
     if index is not None:
         for view in views:
-            for node in _unknown_nodes(index, view.run.dbt_results):
+            if found := _unknown_nodes(index, view.run.dbt_results):
+                reported_by.append(view.run.run_id)
+            for node in found:
                 unknown.pop(node.unique_id, None)
                 unknown[node.unique_id] = node  # the latest status wins
     if unknown:
-        warnings.append(_unknown_warning(unknown.values(), chain[-1].run_id))
+        warnings.append(_unknown_warning(unknown.values(), reported_by))
 
     return RetryPlan(
         root_run_id=root.run_id,
@@ -587,11 +592,11 @@ def _unknown_nodes(index: DbtNodeIndex, results: RunResults | None) -> list[Unkn
     return unknown
 
 
-def _unknown_warning(unknown: Iterable[UnknownNode], run_id: str) -> str:
+def _unknown_warning(unknown: Iterable[UnknownNode], run_ids: Sequence[str]) -> str:
     ids = [node.unique_id for node in unknown]
     return (
-        f"{len(ids)} dbt nodes in the run_results of run {run_id} are not in today's manifest "
-        f"(removed or renamed since?) and are not re-run: {_preview(ids)}"
+        f"{len(ids)} dbt nodes in the run_results of run {', '.join(run_ids)} are not in today's "
+        f"manifest (removed or renamed since?) and are not re-run: {_preview(ids)}"
     )
 
 

@@ -1,0 +1,159 @@
+"""Shared fixtures: real dbt on DuckDB in tmp_path, a real Dagster instance, moto over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestration.settings import REPO_ROOT, load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def manifest_ready() -> Path:
+    """Parse the repo's dbt project once per session (target/manifest.json)."""
+    from orchestration.dbt.project import prepare_manifest
+
+    return prepare_manifest(load_settings({}))
+
+
+@dataclass
+class Pipeline:
+    """One isolated pipeline environment: warehouse, artifacts, faults, DAGSTER_HOME."""
+
+    root: Path
+    duckdb_path: Path
+    artifacts_uri: str
+    faults_file: Path
+    dagster_home: Path
+
+    def instance(self) -> Any:
+        from dagster import DagsterInstance
+
+        return DagsterInstance.from_config(str(self.dagster_home))
+
+    def run_job(
+        self, name: str = "daily_pipeline", run_config: Mapping[str, Any] | None = None
+    ) -> Any:
+        from dagster import execute_job
+        from dagster._core.definitions.reconstruct import build_reconstructable_job
+
+        job = build_reconstructable_job(
+            "orchestration.definitions", "job_by_name", reconstructable_args=(name,)
+        )
+        with self.instance() as instance:
+            return execute_job(
+                job, instance=instance, run_config=dict(run_config or {}), raise_on_error=False
+            )
+
+    def faults(self) -> Any:
+        from orchestration.faults.store import FaultStore
+
+        return FaultStore(self.faults_file)
+
+    def query(self, sql: str) -> list[tuple]:
+        import duckdb
+
+        with duckdb.connect(str(self.duckdb_path), read_only=True) as connection:
+            return connection.execute(sql).fetchall()
+
+
+def _reset_caches() -> None:
+    from orchestration.definitions import build_definitions
+
+    build_definitions.cache_clear()
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest_ready: Path
+) -> Iterator[Pipeline]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_coordinator:\n  module: "
+        "dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
+    env = Pipeline(
+        root=tmp_path,
+        duckdb_path=tmp_path / "warehouse.duckdb",
+        artifacts_uri=str(tmp_path / "artifacts"),
+        faults_file=tmp_path / "faults.json",
+        dagster_home=home,
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DUCKDB_PATH", str(env.duckdb_path))
+    monkeypatch.setenv("ORCHESTRATION_ARTIFACTS_URI", env.artifacts_uri)
+    monkeypatch.setenv("ORCHESTRATION_FAULTS_FILE", str(env.faults_file))
+    monkeypatch.setenv("ORCHESTRATION_UPLOAD_BACKOFF_SECONDS", "0.05")
+    monkeypatch.setenv("ORCHESTRATION_UPLOAD_ATTEMPTS", "2")
+    monkeypatch.delenv("DBT_PROJECT_DIR", raising=False)
+    monkeypatch.delenv("DBT_TARGET", raising=False)
+    _reset_caches()
+    yield env
+    _reset_caches()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, reached over real HTTP by boto3."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point boto3 at moto's server and create a fresh bucket; yields the bucket name."""
+    import uuid
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket=bucket)
+    yield bucket
+
+
+def stored_run_results(store: Any, run_id: str) -> list[dict[str, Any]]:
+    """Every stored run_results.json of ``run_id`` (parsed), oldest first."""
+    from orchestration.artifacts.store import find_run_results_keys
+
+    return [json.loads(store.get_bytes(key)) for key in find_run_results_keys(store, run_id)]
+
+
+def statuses(run_results: Mapping[str, Any], prefix: str = "model.") -> dict[str, str]:
+    """model name → dbt status in one run_results.json."""
+    return {
+        r["unique_id"].split(".")[-1]: r["status"]
+        for r in run_results["results"]
+        if r["unique_id"].startswith(prefix)
+    }
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_dagster_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the developer's .dagster_home from tests."""
+    if os.environ.get("DAGSTER_HOME", "").startswith(str(REPO_ROOT)):
+        monkeypatch.delenv("DAGSTER_HOME")
