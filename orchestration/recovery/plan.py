@@ -489,7 +489,8 @@ class _RunView:
         if result is not None and result.status in _MODEL_ERROR_STATUSES:
             prefix = "" if result.status == "error" else f"{result.status}: "
             return Reason.ERRORED, prefix + _first_line(result.message, "dbt reported an error")
-        if key in self.run.failed_steps_assets:
+        if key in self.run.failed_steps_assets and result is None:
+            # dbt's own word wins for dbt assets: the whole dbt op is one step.
             return Reason.ERRORED, f"its step failed in run {self.run.run_id} (see the run's logs)"
         return None
 
