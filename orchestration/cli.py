@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in {"run", "plan"}:
+        _dagster_home()
     try:
         return args.func(args)
     except OrchestrationError as error:

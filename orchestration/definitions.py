@@ -10,9 +10,9 @@ from orchestration.dbt.assets import build_dbt_assets
 from orchestration.dbt.project import load_manifest
 from orchestration.freshness import build_freshness_checks
 from orchestration.ingest.assets import build_ingest_assets
+from orchestration.jobs import build_jobs
 from orchestration.reports import build_report_asset
 from orchestration.resources import ArtifactStoreResource, build_io_manager
-from orchestration.jobs import build_jobs
 from orchestration.schedules import build_schedules
 from orchestration.settings import load_settings
 
@@ -29,9 +29,7 @@ def build_definitions() -> Definitions:
     ingest = build_ingest_assets(source_keys)
     ingested = {key for asset in ingest for key in asset.keys}
     models = {
-        uid: node
-        for uid, node in manifest["nodes"].items()
-        if node.get("resource_type") == "model"
+        uid: node for uid, node in manifest["nodes"].items() if node.get("resource_type") == "model"
     }
     report = build_report_asset(settings, models)
     from orchestration.sensors import build_sensors

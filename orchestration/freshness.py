@@ -6,7 +6,6 @@ any failure to run it (dbt error, missing table) becomes a failed WARN result, n
 step: a stale feed is worth a warning, not a lost nightly build.
 """
 
-
 import json
 import os
 import subprocess
@@ -17,9 +16,9 @@ from typing import Any
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetChecksDefinition,
     AssetKey,
     multi_asset_check,
 )
@@ -68,9 +67,16 @@ def build_freshness_checks(
         context: AssetCheckExecutionContext, artifacts: ArtifactStoreResource
     ) -> Iterator[AssetCheckResult]:
         settings = load_settings()
-        selected = [k for k in sources if any(ck.asset_key == k for ck in context.selected_asset_check_keys)]
+        selected = [
+            k for k in sources if any(ck.asset_key == k for ck in context.selected_asset_check_keys)
+        ]
         label = f"dbt_source_freshness-{uuid.uuid4().hex[:8]}"
-        target = settings.dbt_project_dir / "target" / "invocations" / f"{context.run.run_id[:8]}-{label}"
+        target = (
+            settings.dbt_project_dir
+            / "target"
+            / "invocations"
+            / f"{context.run.run_id[:8]}-{label}"
+        )
         args = [
             dbt_executable(),
             "source",

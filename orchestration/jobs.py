@@ -6,9 +6,11 @@ from dagster import AssetSelection, define_asset_job
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from orchestration.dbt.assets import DBT_OP_NAME
+from orchestration.ingest.assets import INGEST_GROUP
 
 DAILY_PIPELINE = "daily_pipeline"
 WEEKLY_FULL_REFRESH = "weekly_full_refresh"
+RECOVER_FROM_ARTIFACTS = "recover_from_artifacts"
 
 
 def build_jobs() -> list[UnresolvedAssetJobDefinition]:
@@ -26,4 +28,12 @@ def build_jobs() -> list[UnresolvedAssetJobDefinition]:
         config={"ops": {DBT_OP_NAME: {"config": {"full_refresh": True}}}},
         tags={"orchestration/pipeline": WEEKLY_FULL_REFRESH},
     )
-    return [daily, weekly]
+    recover = define_asset_job(
+        RECOVER_FROM_ARTIFACTS,
+        selection=AssetSelection.all() - AssetSelection.groups(INGEST_GROUP),
+        description="dbt + downstream, for recovery from stored dbt artifacts: set "
+        "ops.dbt_models.config.retry_from_run_id (a Dagster run) or retry_from_artifacts (a "
+        "run_results.json in the artifact store, also from dbt runs outside Dagster).",
+        tags={"orchestration/pipeline": RECOVER_FROM_ARTIFACTS},
+    )
+    return [daily, weekly, recover]

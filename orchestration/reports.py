@@ -5,7 +5,6 @@
 project placed in ``DBT_PROJECT_DIR`` loads without it.
 """
 
-
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,12 +21,12 @@ PREVIEW_ROWS = 10
 def build_report_asset(
     settings: Settings, model_nodes: Mapping[str, Mapping[str, Any]]
 ) -> AssetsDefinition | None:
-    node = next(
-        (n for n in model_nodes.values() if n.get("name") == settings.report_model), None
-    )
+    node = next((n for n in model_nodes.values() if n.get("name") == settings.report_model), None)
     if node is None:
         return None
-    relation = node.get("relation_name") or f"{node['schema']}.{node['alias']}"
+    # schema.alias, not the manifest's relation_name: on DuckDB the database part is the file's
+    # name at parse time, which differs between environments (DUCKDB_PATH).
+    relation = f'"{node["schema"]}"."{node.get("alias") or node["name"]}"'
 
     @asset(
         name=REPORT_ASSET,

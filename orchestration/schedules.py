@@ -9,8 +9,10 @@ from orchestration.settings import Settings
 
 
 def build_schedules(settings: Settings) -> list[ScheduleDefinition]:
-    status = DefaultScheduleStatus.RUNNING if settings.schedules_running else (
-        DefaultScheduleStatus.STOPPED
+    status = (
+        DefaultScheduleStatus.RUNNING
+        if settings.schedules_running
+        else (DefaultScheduleStatus.STOPPED)
     )
     return [
         ScheduleDefinition(

@@ -121,7 +121,9 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not an integer; unset it or give a number.")
+        raise ConfigurationError(
+            f"{name}={raw!r} is not an integer; unset it or give a number."
+        ) from None
     if value < minimum:
         raise ConfigurationError(f"{name}={value} must be at least {minimum}.")
     return value
@@ -134,7 +136,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number; unset it or give a number.")
+        raise ConfigurationError(
+            f"{name}={raw!r} is not a number; unset it or give a number."
+        ) from None
     if value < 0:
         raise ConfigurationError(f"{name}={value} must not be negative.")
     return value

@@ -70,10 +70,15 @@ class Pipeline:
             return connection.execute(sql).fetchall()
 
 
-def _reset_caches() -> None:
+def reset_caches() -> None:
+    """Definitions depend on the environment; drop every cached copy between tests."""
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
     from orchestration.definitions import build_definitions
 
     build_definitions.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
+    ReconstructableJob.get_definition.cache_clear()
 
 
 @pytest.fixture
@@ -101,9 +106,9 @@ def pipeline(
     monkeypatch.setenv("ORCHESTRATION_UPLOAD_ATTEMPTS", "2")
     monkeypatch.delenv("DBT_PROJECT_DIR", raising=False)
     monkeypatch.delenv("DBT_TARGET", raising=False)
-    _reset_caches()
+    reset_caches()
     yield env
-    _reset_caches()
+    reset_caches()
 
 
 @pytest.fixture(scope="session")

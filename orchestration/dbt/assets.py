@@ -11,7 +11,6 @@ The op is recovery-aware. It decides which dbt nodes to run, in this order:
 4. otherwise the whole project.
 """
 
-
 import functools
 from collections.abc import Iterator
 from typing import Any
@@ -104,4 +103,3 @@ def build_dbt_assets(settings: Settings) -> Any:
         yield from choice.carried_over_outputs(context)
 
     return dbt_models
-

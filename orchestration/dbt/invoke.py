@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import logging
 import os
 import shutil
 import tempfile
@@ -36,6 +37,8 @@ from orchestration.dbt import argv
 from orchestration.dbt.project import dbt_executable
 from orchestration.faults.store import FaultStore
 from orchestration.settings import Settings
+
+_fallback_log = logging.getLogger(__name__)
 
 # Entries of a project that must not be linked into a shadow copy: we write our own
 # selectors.yml, and target/logs belong to the real project.
@@ -146,6 +149,7 @@ def stream_dbt(
             "DBT_PROJECT_DIR": str(project_dir),
         }
         invocation: DbtCliInvocation | None = None
+        closing = False
         try:
             invocation = DbtCliInvocation.run(
                 args=[dbt_executable(), *args],
@@ -161,13 +165,33 @@ def stream_dbt(
             )
             yield from invocation.stream()
             outcome.succeeded = True
+        except GeneratorExit:
+            # Dagster abandoned the step (e.g. an invariant error) and the generator is being
+            # closed, possibly by the garbage collector in the middle of another event-log
+            # write: logging through the context here would deadlock on the storage.
+            closing = True
+            raise
         finally:
-            _finish(context, settings, manifest, store, faults, target_path, label, command,
-                    invocation, outcome)
+            _finish(
+                context.log if not closing else _fallback_log,
+                context.run.run_id,
+                context.op_execution_context.get_step_execution_context().step.key,
+                settings,
+                manifest,
+                store,
+                faults,
+                target_path,
+                label,
+                command,
+                invocation,
+                outcome,
+            )
 
 
 def _finish(
-    context: AssetExecutionContext,
+    log: Any,
+    run_id: str,
+    step_key: str,
     settings: Settings,
     manifest: Mapping[str, Any],
     store: ArtifactStore,
@@ -191,14 +215,14 @@ def _finish(
                 outcome.run_results, test_models=test_models_from_manifest(manifest)
             )
         if not target_path.is_dir():
-            context.log.warning(f"dbt wrote no target folder at {target_path}; nothing stored.")
+            log.warning(f"dbt wrote no target folder at {target_path}; nothing stored.")
             return
         report = store_invocation_artifacts(
             store,
-            run_id=context.run.run_id,
+            run_id=run_id,
             label=label,
             command=command,
-            step_key=context.op_execution_context.get_step_execution_context().step.key,
+            step_key=step_key,
             succeeded=outcome.succeeded,
             target_path=target_path,
             attempts=settings.upload_attempts,
@@ -206,13 +230,11 @@ def _finish(
         )
         outcome.upload = report
         if report.complete:
-            context.log.info(
-                f"Stored dbt artifacts ({', '.join(report.stored)}) at {report.location}"
-            )
+            log.info(f"Stored dbt artifacts ({', '.join(report.stored)}) at {report.location}")
         else:
-            context.log.warning(report.warning_text())
+            log.warning(report.warning_text())
     except Exception as error:  # the artifact path must never mask the dbt outcome
-        context.log.warning(
+        log.warning(
             f"Storing dbt artifacts failed unexpectedly ({type(error).__name__}: {error}); "
             f"files left at {target_path}."
         )

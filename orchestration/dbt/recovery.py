@@ -9,18 +9,34 @@ over.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, Output
+from dagster._core.storage.dagster_run import DagsterRun
 from dagster_dbt import DagsterDbtTranslator
 
-from orchestration.artifacts.store import ArtifactStore
+from orchestration.artifacts.run_results import parse_run_results
+from orchestration.artifacts.store import (
+    ArtifactStore,
+    S3ArtifactStore,
+    parse_s3_uri,
+    s3_client,
+)
 from orchestration.dbt import argv
+from orchestration.errors import ArtifactNotFoundError
+from orchestration.instance_state import (
+    RETRY_OF_TAG,
+    dbt_node_index,
+    run_lineage,
+    plan_for_run,
+    recovery_graph,
+    stored_run_results,
+)
+from orchestration.recovery import RetryPlan, plan_from_run_results
 
 RESUME_RETRY_TAG = "dagster/is_resume_retry"
-PARENT_RUN_TAG = "dagster/parent_run_id"
-ROOT_RUN_TAG = "dagster/root_run_id"
 
 
 @dataclass
@@ -85,6 +101,128 @@ def subset_selection(
     return argv.Selection(tuple(sorted(by_key[key] for key in selected if key in by_key)))
 
 
+def is_from_failure(run: DagsterRun) -> bool:
+    """A step-level "from failure" re-execution: the UI's *From failure* (tagged) or
+    ``execute_job(reexecution_options=ReexecutionOptions.from_failure(...))`` (a parent and a
+    step selection, no tag). *All steps* has no step selection and rebuilds everything."""
+    if run.tags.get(RESUME_RETRY_TAG) == "true":
+        return True
+    return bool(run.parent_run_id) and run.step_keys_to_execute is not None
+
+
+def read_location(store: ArtifactStore, location: str) -> tuple[bytes, str]:
+    """Bytes of a run_results.json named by a store key, a local path or an s3:// URI."""
+    if location.startswith("s3://"):
+        bucket, key = parse_s3_uri(location)
+        if not key.endswith(".json"):
+            key = f"{key}/run_results.json".lstrip("/")
+        bucket_store = S3ArtifactStore(s3_client(), bucket, "")
+        return bucket_store.get_bytes(key), location
+    if location.startswith("/") or location.startswith("file://"):
+        path = Path(location.removeprefix("file://"))
+        if path.is_dir():
+            path = path / "run_results.json"
+        try:
+            return path.read_bytes(), str(path)
+        except OSError as error:
+            raise ArtifactNotFoundError(f"Cannot read {path}: {error}") from error
+    key = location if location.endswith(".json") else f"{location.rstrip('/')}/run_results.json"
+    return store.get_bytes(key), store.describe(key)
+
+
+def _plan_lines(plan: RetryPlan, origin: str) -> list[str]:
+    lines = [f"Recovery plan from {origin}: {plan.summary()}"]
+    lines += [f"  rebuild {a.key:<40} {a.reason.value:<18} {a.detail}" for a in plan.assets]
+    lines += [f"  keep    {c.key:<40} succeeded in run {c.run_id}" for c in plan.carried_over]
+    lines += [f"  WARNING {w}" for w in plan.warnings]
+    if plan.unknown_nodes:
+        lines.append(
+            "  WARNING artifacts name nodes not in today's manifest (not run): "
+            + ", ".join(f"{u.unique_id} ({u.status})" for u in plan.unknown_nodes)
+        )
+    return lines
+
+
+def _choice_from_plan(
+    context: AssetExecutionContext,
+    plan: RetryPlan,
+    manifest: Mapping[str, Any],
+    translator: DagsterDbtTranslator,
+    origin: str,
+    *,
+    carry_over: bool,
+) -> SelectionChoice:
+    by_key = unique_ids_by_key(manifest, translator)
+    selected = set(context.selected_asset_keys)
+    own = set(context.assets_def.keys)
+    unique_ids = sorted(
+        by_key[key]
+        for key in (AssetKey.from_user_string(k) for k in plan.keys)
+        if key in by_key and key in selected
+    )
+    choice = SelectionChoice(selection=argv.Selection(tuple(unique_ids)))
+    choice.log_lines = _plan_lines(plan, origin)
+    for planned in plan.assets:
+        choice.rebuilt_metadata[planned.key] = {
+            "orchestration/rebuilt_because": planned.reason.value,
+            "orchestration/reason_detail": planned.detail,
+            "orchestration/plan_origin": origin,
+        }
+    if carry_over:
+        for carried in plan.carried_over:
+            key = AssetKey.from_user_string(carried.key)
+            if key in own:
+                choice.carried_over[key] = carried.run_id
+    return choice
+
+
+def _instance_plan(
+    context: AssetExecutionContext,
+    run_id: str,
+    *,
+    manifest: Mapping[str, Any],
+    translator: DagsterDbtTranslator,
+    store: ArtifactStore,
+) -> RetryPlan:
+    asset_graph = context.job_def.asset_layer.asset_graph
+    return plan_for_run(
+        context.instance,
+        run_id,
+        asset_graph=asset_graph,
+        index=dbt_node_index(manifest, translator),
+        store=store,
+    )
+
+
+def _artifacts_plan(
+    context: AssetExecutionContext,
+    *,
+    manifest: Mapping[str, Any],
+    translator: DagsterDbtTranslator,
+    store: ArtifactStore,
+    retry_from_run_id: str | None,
+    retry_from_artifacts: str | None,
+) -> tuple[RetryPlan, str]:
+    index = dbt_node_index(manifest, translator)
+    graph = recovery_graph(context.job_def.asset_layer.asset_graph)
+    if retry_from_artifacts:
+        data, source = read_location(store, retry_from_artifacts)
+        results = parse_run_results(data, source=source)
+        return plan_from_run_results(index, graph, results, run_id=source), source
+    assert retry_from_run_id
+    stored = stored_run_results(store, retry_from_run_id)
+    if stored.results is not None:
+        plan = plan_from_run_results(index, graph, stored.results, run_id=retry_from_run_id)
+        return plan, f"stored artifacts of run {retry_from_run_id}"
+    # Nothing usable in the store (never uploaded, store down): the event log still knows.
+    plan = _instance_plan(
+        context, retry_from_run_id, manifest=manifest, translator=translator, store=store
+    )
+    note = stored.warnings or [f"no stored dbt artifacts for run {retry_from_run_id}"]
+    plan = replace(plan, warnings=(*plan.warnings, *note, "planned from the event log"))
+    return plan, f"event log of run {retry_from_run_id}"
+
+
 def choose_selection(
     context: AssetExecutionContext,
     *,
@@ -95,4 +233,35 @@ def choose_selection(
     retry_from_artifacts: str | None,
 ) -> SelectionChoice:
     """The dbt nodes this invocation runs (see ``orchestration.dbt.assets``)."""
-    return SelectionChoice(selection=subset_selection(context, manifest, translator))
+    run = context.run
+    if retry_from_run_id or retry_from_artifacts:
+        plan, origin = _artifacts_plan(
+            context,
+            manifest=manifest,
+            translator=translator,
+            store=store,
+            retry_from_run_id=retry_from_run_id,
+            retry_from_artifacts=retry_from_artifacts,
+        )
+        return _choice_from_plan(context, plan, manifest, translator, origin, carry_over=True)
+    if is_from_failure(run) and run.parent_run_id:
+        plan = _instance_plan(
+            context, run.parent_run_id, manifest=manifest, translator=translator, store=store
+        )
+        return _choice_from_plan(
+            context, plan, manifest, translator, f"run {run.parent_run_id}", carry_over=True
+        )
+    choice = SelectionChoice(selection=subset_selection(context, manifest, translator))
+    retry_of = run.tags.get(RETRY_OF_TAG)
+    if retry_of:
+        # A retry launched by retry_failed_assets_sensor: the selection is already the plan;
+        # attach the chain's reasons to each rebuilt asset.
+        plan = _instance_plan(
+            context, retry_of, manifest=manifest, translator=translator, store=store
+        )
+        explained = _choice_from_plan(
+            context, plan, manifest, translator, f"run {retry_of}", carry_over=False
+        )
+        choice.rebuilt_metadata = explained.rebuilt_metadata
+        choice.log_lines = explained.log_lines
+    return choice

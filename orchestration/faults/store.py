@@ -90,9 +90,7 @@ class FaultStore:
     def list(self) -> list[Fault]:
         if not self.path.is_file():
             return []
-        return [
-            Fault(**value) for _, value in sorted(self._read()["faults"].items())
-        ]
+        return [Fault(**value) for _, value in sorted(self._read()["faults"].items())]
 
     def inject(
         self,
@@ -134,9 +132,7 @@ class FaultStore:
         model_faults: dict[str, str] = {}
         test_faults: dict[str, str] = {}
         for fault in self.list():
-            (model_faults if fault.target == "model" else test_faults)[fault.model] = (
-                fault.message
-            )
+            (model_faults if fault.target == "model" else test_faults)[fault.model] = fault.message
         result: dict[str, dict[str, str]] = {}
         if model_faults:
             result[MODEL_FAULTS_VAR] = model_faults

@@ -12,7 +12,7 @@ from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 
 from orchestration.artifacts.store import open_store, read_run_index
 from orchestration.settings import REPO_ROOT
-from tests.conftest import Pipeline, free_port, stored_run_results, statuses
+from tests.conftest import Pipeline, free_port, reset_caches, statuses, stored_run_results
 
 pytestmark = pytest.mark.integration
 
@@ -100,15 +100,11 @@ def test_daily_pipeline_materializes_everything_and_stores_artifacts_locally(
     assert "revenue_report" in done
 
     with pipeline.instance() as instance:
-        check_keys = list(
-            instance.get_run_by_id(result.run_id).asset_check_selection or []
-        ) or None
+        check_keys = list(instance.get_run_by_id(result.run_id).asset_check_selection or []) or None
         from orchestration.definitions import build_definitions
 
         graph = build_definitions().resolve_asset_graph()
-        blocking = [
-            key for key in graph.asset_check_keys if graph.get_check_spec(key).blocking
-        ]
+        blocking = [key for key in graph.asset_check_keys if graph.get_check_spec(key).blocking]
         summaries = instance.event_log_storage.get_asset_check_summary_records(blocking)
     assert check_keys is None or check_keys
     failed = [
@@ -132,7 +128,9 @@ def test_daily_pipeline_materializes_everything_and_stores_artifacts_locally(
     assert latest["run_id"] == result.run_id
     # the per-invocation target folders are gone once stored
     invocations = REPO_ROOT / "dbt_project" / "target" / "invocations"
-    leftovers = [p for p in invocations.glob(f"{result.run_id[:8]}-*")] if invocations.exists() else []
+    leftovers = (
+        [p for p in invocations.glob(f"{result.run_id[:8]}-*")] if invocations.exists() else []
+    )
     assert leftovers == []
 
 
@@ -170,7 +168,9 @@ def test_an_injected_fault_fails_exactly_that_model_and_a_transient_one_heals(
     assert downstream and all(status[m] == "skipped" for m in downstream)
     siblings = all_models() - downstream - {MIDDLE_MODEL}
     assert siblings and all(status[m] == "success" for m in siblings)
-    message = next(r["message"] for r in results["results"] if r["unique_id"].endswith(MIDDLE_MODEL))
+    message = next(
+        r["message"] for r in results["results"] if r["unique_id"].endswith(MIDDLE_MODEL)
+    )
     assert "injected transient fault" in message  # a database runtime error, not a compile one
     assert pipeline.faults().list() == []  # --times 1 is spent
 
@@ -205,7 +205,9 @@ def test_s3_down_during_upload_changes_no_outcome_and_warns(
 
     ok = pipeline.run_job("daily_pipeline")
     assert ok.success
-    assert "dbt artifacts NOT stored in s3://unreachable-bucket/dbt" in run_logs(pipeline, ok.run_id)
+    assert "dbt artifacts NOT stored in s3://unreachable-bucket/dbt" in run_logs(
+        pipeline, ok.run_id
+    )
 
     pipeline.faults().inject(MIDDLE_MODEL)
     bad = pipeline.run_job("daily_pipeline")
@@ -242,11 +244,12 @@ def test_another_dbt_project_loads_and_builds(
         "        data_tests: [not_null, unique]\n"
     )
     monkeypatch.setenv("DBT_PROJECT_DIR", str(project))
-
+    reset_caches()
     from orchestration.definitions import build_definitions
 
-    build_definitions.cache_clear()
-    keys = {k.to_user_string() for k in build_definitions().resolve_asset_graph().get_all_asset_keys()}
+    keys = {
+        k.to_user_string() for k in build_definitions().resolve_asset_graph().get_all_asset_keys()
+    }
     assert keys == {"numbers", "doubled"}  # no ingestion, no report: nothing assumes our names
     result = pipeline.run_job("daily_pipeline")
     assert result.success

@@ -1,0 +1,164 @@
+"""Real ``dagster-webserver`` and ``dagster-daemon`` processes on 127.0.0.1, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestration.settings import REPO_ROOT
+from tests.conftest import Pipeline, free_port
+
+BIN = Path(sys.executable).parent
+STARTUP_TIMEOUT_SECONDS = 120
+
+
+@dataclass
+class DagsterServices:
+    url: str
+    pipeline: Pipeline
+    processes: list[subprocess.Popen]
+    log_dir: Path
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = json.loads(response.read())
+        if payload.get("errors"):
+            raise AssertionError(f"GraphQL errors: {payload['errors']}")
+        return payload["data"]
+
+    def wait_for_run(self, run_id: str, timeout_seconds: float = 240) -> str:
+        """Poll the run's status through GraphQL until it is finished."""
+        deadline = time.monotonic() + timeout_seconds
+        status = "UNKNOWN"
+        while time.monotonic() < deadline:
+            data = self.graphql(
+                "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+                {"id": run_id},
+            )
+            status = data["runOrError"].get("status", "UNKNOWN")
+            if status in {"SUCCESS", "FAILURE", "CANCELED"}:
+                return status
+            time.sleep(1)
+        raise AssertionError(
+            f"run {run_id} still {status} after {timeout_seconds}s; logs in {self.log_dir}"
+        )
+
+
+def _wait_for_webserver(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dagster-webserver exited: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=2):
+                pass
+            # the code location must be loaded too
+            body = json.dumps(
+                {
+                    "query": "{ workspaceOrError { ... on Workspace { locationEntries { "
+                    "locationOrLoadError { __typename } } } } }"
+                }
+            ).encode()
+            request = urllib.request.Request(
+                f"{url}/graphql", data=body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                data = json.loads(response.read())["data"]["workspaceOrError"]
+            entries = data.get("locationEntries", [])
+            kinds = [
+                e["locationOrLoadError"]["__typename"] for e in entries if e["locationOrLoadError"]
+            ]
+            if "PythonError" in kinds:
+                raise RuntimeError(f"code location failed to load; see {log}")
+            if kinds and all(k == "RepositoryLocation" for k in kinds):
+                return
+        except (OSError, KeyError):
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"dagster-webserver not ready after {STARTUP_TIMEOUT_SECONDS}s: {log}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def dagster_services(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagsterServices]:
+    """Webserver + daemon over the ``pipeline`` fixture's environment, with the sensor
+    interval shortened so automatic recovery is observable within a test."""
+    port = free_port()
+    (pipeline.dagster_home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n"
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n"
+        "  class: QueuedRunCoordinator\n"
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DAGSTER_HOME": str(pipeline.dagster_home),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_dir = pipeline.root / "service_logs"
+    log_dir.mkdir()
+    processes: list[subprocess.Popen] = []
+    try:
+        web_log = log_dir / "webserver.log"
+        webserver = subprocess.Popen(
+            [
+                str(BIN / "dagster-webserver"),
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=web_log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(webserver)
+        daemon_log = log_dir / "daemon.log"
+        daemon = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=daemon_log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(daemon)
+        url = f"http://127.0.0.1:{port}"
+        _wait_for_webserver(url, webserver, web_log)
+        yield DagsterServices(url=url, pipeline=pipeline, processes=processes, log_dir=log_dir)
+    finally:
+        for process in reversed(processes):
+            _stop(process)
