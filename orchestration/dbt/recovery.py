@@ -29,7 +29,6 @@ from orchestration.errors import ArtifactNotFoundError
 from orchestration.instance_state import (
     RETRY_OF_TAG,
     dbt_node_index,
-    run_lineage,
     plan_for_run,
     recovery_graph,
     stored_run_results,
