@@ -35,6 +35,11 @@ class DbtBuildConfig(Config):
     full_refresh: bool = Field(
         default=False, description="Pass --full-refresh (the weekly job sets it)."
     )
+    fail_fast: bool = Field(
+        default=False,
+        description="Pass --fail-fast: stop at the first failure. Recovery treats every node "
+        "dbt cut off (even one that had started) as not done.",
+    )
     retry_from_run_id: str | None = Field(
         default=None,
         description="Re-run only what this earlier Dagster run's stored dbt artifacts say did "
@@ -92,6 +97,7 @@ def build_dbt_assets(settings: Settings) -> Any:
                 store=store,
                 selection=choice.selection,
                 full_refresh=config.full_refresh,
+                fail_fast=config.fail_fast,
                 outcome=outcome,
             ):
                 if isinstance(event, Output) and choice.rebuilt_metadata:

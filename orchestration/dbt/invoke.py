@@ -39,6 +39,7 @@ from orchestration.faults.store import FaultStore
 from orchestration.settings import Settings
 
 _fallback_log = logging.getLogger(__name__)
+DBT_EXIT_TIMEOUT_SECONDS = 300
 
 # Entries of a project that must not be linked into a shadow copy: we write our own
 # selectors.yml, and target/logs belong to the real project.
@@ -96,6 +97,7 @@ def stream_dbt(
     command: str = "build",
     selection: argv.Selection,
     full_refresh: bool = False,
+    fail_fast: bool = False,
     extra_args: Sequence[str] = (),
     outcome: InvocationOutcome,
 ) -> Iterator[Any]:
@@ -111,6 +113,7 @@ def stream_dbt(
         manifest=manifest,
         threshold=settings.selector_threshold,
         full_refresh=full_refresh,
+        fail_fast=fail_fast,
         dbt_vars=dbt_vars,
         target=settings.dbt_target,
         extra=extra_args,
@@ -208,6 +211,10 @@ def _finish(
         if invocation is not None:
             with contextlib.suppress(Exception):
                 invocation.wait()
+            # wait() may raise on the first error before dbt has exited (--fail-fast): let
+            # dbt finish writing run_results.json before we read and upload it.
+            with contextlib.suppress(Exception):
+                invocation.process.wait(timeout=DBT_EXIT_TIMEOUT_SECONDS)
             with contextlib.suppress(Exception):
                 outcome.run_results = invocation.get_artifact("run_results.json")
         if outcome.run_results is not None:

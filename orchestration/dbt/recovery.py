@@ -9,6 +9,7 @@ over.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -100,13 +101,14 @@ def subset_selection(
     return argv.Selection(tuple(sorted(by_key[key] for key in selected if key in by_key)))
 
 
-def is_from_failure(run: DagsterRun) -> bool:
+def is_from_failure(run: DagsterRun, all_step_keys: AbstractSet[str]) -> bool:
     """A step-level "from failure" re-execution: the UI's *From failure* (tagged) or
     ``execute_job(reexecution_options=ReexecutionOptions.from_failure(...))`` (a parent and a
-    step selection, no tag). *All steps* has no step selection and rebuilds everything."""
+    partial step selection, no tag). *All steps* selects every step and rebuilds everything."""
     if run.tags.get(RESUME_RETRY_TAG) == "true":
         return True
-    return bool(run.parent_run_id) and run.step_keys_to_execute is not None
+    steps = run.step_keys_to_execute
+    return bool(run.parent_run_id) and steps is not None and set(steps) != set(all_step_keys)
 
 
 def read_location(store: ArtifactStore, location: str) -> tuple[bytes, str]:
@@ -243,7 +245,8 @@ def choose_selection(
             retry_from_artifacts=retry_from_artifacts,
         )
         return _choice_from_plan(context, plan, manifest, translator, origin, carry_over=True)
-    if is_from_failure(run) and run.parent_run_id:
+    all_steps = {node.name for node in context.job_def.graph.nodes}
+    if is_from_failure(run, all_steps) and run.parent_run_id:
         plan = _instance_plan(
             context, run.parent_run_id, manifest=manifest, translator=translator, store=store
         )

@@ -13,32 +13,11 @@ from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 from orchestration.artifacts.store import open_store, read_run_index
 from orchestration.settings import REPO_ROOT
 from tests.conftest import Pipeline, free_port, reset_caches, statuses, stored_run_results
+from tests.dbt_graph import all_models, model_descendants
 
 pytestmark = pytest.mark.integration
 
 MIDDLE_MODEL = "int_deals__converted"
-
-
-def manifest() -> dict:
-    return json.loads((REPO_ROOT / "dbt_project" / "target" / "manifest.json").read_text())
-
-
-def model_descendants(name: str) -> set[str]:
-    """Models downstream of ``name``, from the manifest's child_map (independent of our code)."""
-    data = manifest()
-    start = next(uid for uid in data["nodes"] if uid.startswith("model.") and uid.endswith(name))
-    seen: set[str] = set()
-    queue = deque([start])
-    while queue:
-        for child in data["child_map"].get(queue.popleft(), []):
-            if child.startswith("model.") and child not in seen:
-                seen.add(child)
-                queue.append(child)
-    return {uid.split(".")[-1] for uid in seen}
-
-
-def all_models() -> set[str]:
-    return {n["name"] for uid, n in manifest()["nodes"].items() if uid.startswith("model.")}
 
 
 def materialized_keys(pipeline: Pipeline, run_id: str) -> set[str]:

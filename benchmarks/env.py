@@ -1,0 +1,206 @@
+"""One isolated pipeline environment per benchmark: a synthetic dbt project, its DuckDB
+warehouse, artifact store, fault file and a fresh SQLite ``DAGSTER_HOME``.
+
+Everything the orchestration reads comes from environment variables (``orchestration.settings``),
+so each environment is just a dict passed to subprocesses: Dagster runs (``benchmarks.dagster_run``)
+and direct ``dbt`` commands see the same warehouse, threads and profile. That matters for
+fairness: dbt's partial parsing is invalidated when a variable used in ``profiles.yml`` changes,
+so both sides must run with identical values, and both start from the project's
+``partial_parse.msgpack`` (dagster-dbt copies it into each invocation's target folder; we do the
+same for direct dbt runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.timing import ProcessResult, run_process
+from orchestration.settings import REPO_ROOT
+
+DBT_THREADS = 2
+"""As in DESIGN.md's scale table: ``--threads 2`` on this 2-core machine."""
+
+RESULT_MARKER = "BENCH_RESULT "
+
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+"""
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """A Dagster run executed in its own process by ``benchmarks.dagster_run``."""
+
+    run_id: str
+    success: bool
+    wall_s: float
+    """The whole process: imports, definitions, instance, the run itself."""
+    run_s: float
+    """Dagster's own record of the run: start to end."""
+
+
+@dataclass(frozen=True)
+class DbtRun:
+    """A direct ``dbt`` command and the run_results.json it wrote."""
+
+    wall_s: float
+    returncode: int
+    run_results: dict[str, Any] | None
+
+    def models(self, *, executed_only: bool = True) -> set[str]:
+        return models_in(self.run_results, executed_only=executed_only)
+
+
+def models_in(run_results: Mapping[str, Any] | None, *, executed_only: bool = True) -> set[str]:
+    """Model names in a run_results.json: executed ones (success or error), or all listed."""
+    if not run_results:
+        return set()
+    return {
+        r["unique_id"].split(".")[-1]
+        for r in run_results["results"]
+        if r["unique_id"].startswith("model.")
+        and (not executed_only or r["status"] in {"success", "error"})
+    }
+
+
+@dataclass
+class BenchEnv:
+    project: Path
+    root: Path
+
+    def __post_init__(self) -> None:
+        # DAGSTER_HOME must be absolute, and dbt runs with the project as its working folder.
+        self.project = self.project.resolve()
+        self.root = self.root.resolve()
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def faults_file(self) -> Path:
+        return self.root / "faults.json"
+
+    @property
+    def direct_target(self) -> Path:
+        """Target folder of direct dbt commands: never the project's own ``target/``, whose
+        manifest.json our definitions load."""
+        return self.root / "direct_target"
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        bin_dir = str(Path(sys.executable).parent)
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(REPO_ROOT),
+            "DAGSTER_HOME": str(self.dagster_home),
+            "DBT_PROJECT_DIR": str(self.project),
+            "DBT_PROFILES_DIR": str(self.project),
+            "DUCKDB_PATH": str(self.duckdb_path),
+            "DBT_THREADS": str(DBT_THREADS),
+            "ORCHESTRATION_ARTIFACTS_URI": str(self.artifacts_dir),
+            "ORCHESTRATION_FAULTS_FILE": str(self.faults_file),
+            "ORCHESTRATION_UPLOAD_BACKOFF_SECONDS": "0.05",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "DO_NOT_TRACK": "1",
+        }
+        for name in ("DBT_TARGET", "DBT_TARGET_PATH", "DBT_LOG_PATH", "DBT_LOG_FORMAT"):
+            env.pop(name, None)
+        env.update(extra)
+        return env
+
+    def reset(self) -> BenchEnv:
+        """A fresh instance, warehouse and store; the project (and its manifest) is kept."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.dagster_home.mkdir(parents=True)
+        (self.dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+        self.direct_target.mkdir()
+        return self
+
+    def parse(self) -> ProcessResult:
+        """``dbt parse`` via the orchestration (only when the manifest is missing or stale)."""
+        return run_process(
+            [sys.executable, "-m", "orchestration", "prepare"], env=self.environ(), cwd=REPO_ROOT
+        ).check()
+
+    def faults(self) -> Any:
+        from orchestration.faults.store import FaultStore
+
+        return FaultStore(self.faults_file)
+
+    def run_job(
+        self,
+        job: str,
+        *,
+        run_config: Mapping[str, Any] | None = None,
+        from_failure_of: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> JobRun:
+        """Execute ``job`` in a fresh process (a run worker starts cold too)."""
+        args = [sys.executable, "-m", "benchmarks.dagster_run", "--job", job]
+        if run_config:
+            args += ["--config", json.dumps(run_config)]
+        if from_failure_of:
+            args += ["--from-failure", from_failure_of]
+        for key, value in (tags or {}).items():
+            args += ["--tag", f"{key}={value}"]
+        result = run_process(args, env=self.environ(), cwd=REPO_ROOT)
+        lines = [line for line in result.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+        if not lines:
+            result.check()
+            raise RuntimeError(f"no result from {' '.join(args)}:\n{result.stderr[-3000:]}")
+        data = json.loads(lines[-1].removeprefix(RESULT_MARKER))
+        return JobRun(data["run_id"], data["success"], result.wall_s, data["run_s"])
+
+    def dbt(self, args: Sequence[str], *, state: Path | None = None) -> DbtRun:
+        """A direct dbt command, as a person would type it, with its own target folder."""
+        target = self.direct_target
+        for stale in ("run_results.json", "partial_parse.msgpack"):
+            (target / stale).unlink(missing_ok=True)
+        partial = self.project / "target" / "partial_parse.msgpack"
+        if partial.is_file():
+            shutil.copyfile(partial, target / "partial_parse.msgpack")
+        command = [str(Path(sys.executable).parent / "dbt"), *args]
+        if state is not None:
+            command += ["--state", str(state)]
+        env = self.environ(DBT_TARGET_PATH=str(target), DBT_LOG_PATH=str(self.root / "dbt_logs"))
+        result = run_process(command, env=env, cwd=self.project)
+        run_results_file = target / "run_results.json"
+        run_results = (
+            json.loads(run_results_file.read_text()) if run_results_file.is_file() else None
+        )
+        return DbtRun(result.wall_s, result.returncode, run_results)
+
+    def stored_run_results(self, run_id: str) -> dict[str, Any] | None:
+        """The (last) run_results.json our op stored for ``run_id``."""
+        from orchestration.artifacts.store import find_run_results_keys, open_store
+
+        store = open_store(str(self.artifacts_dir))
+        keys = find_run_results_keys(store, run_id)
+        return json.loads(store.get_bytes(keys[-1])) if keys else None
+
+    def stored_file(self, run_id: str, name: str) -> Path | None:
+        """A stored artifact file of ``run_id``'s dbt invocation (local store)."""
+        found = sorted((self.artifacts_dir / "runs" / run_id).glob(f"*/{name}"))
+        return found[-1] if found else None

@@ -1,0 +1,311 @@
+"""Figure 4: one ``retry_failed_assets_sensor`` evaluation with 1,000 to 10,000 assets.
+
+A real failed run of 10,000 dbt models would take the better part of an hour here, so the
+instance state is synthesized — through Dagster's own APIs, so the storage holds exactly what a
+real run leaves (SQLite instance in a fresh ``DAGSTER_HOME``):
+
+1. a successful nightly run ``R0``: ``instance.create_run_for_job(daily_pipeline)`` (which
+   writes the planned-materialization and planned-check events for every asset, as a launch
+   does), then a materialization for every asset, a passing evaluation for every blocking
+   check, ``RUN_SUCCESS``;
+2. a failed run ``F`` the same way: every asset planned, ten models fail (transient error,
+   spread over the layers), their downstream gets nothing, everything else is materialized and
+   checked; a ``STEP_FAILURE`` of the dbt step, ``RUN_FAILURE``; and a run_results.json for F in
+   the artifact store, as our op stores it.
+
+Then the sensor (``build_definitions().resolve_sensor_def(...)``) is evaluated with
+``build_sensor_context(instance=…, definitions=…)``, several times, each from an empty cursor.
+Every public method of the instance's run and event-log storages is wrapped to count calls
+(top-level only: a storage method calling another counts once), and SQLAlchemy's
+``before_cursor_execute`` counts SQL statements. Runs in a subprocess per size, because the
+definitions are built from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.env import RESULT_MARKER, BenchEnv
+from benchmarks.generate import write_project
+from benchmarks.timing import Stats, progress, run_process
+from orchestration.settings import REPO_ROOT
+
+TARGET_SECONDS_AT_10000 = 0.5
+FAILURES = 10
+SENSOR = "retry_failed_assets_sensor"
+
+
+class QueryCounter:
+    """Counts top-level calls to storage methods, and SQL statements."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.sql_statements = 0
+        self._depth = 0
+
+    def wrap(self, storage: object, label: str) -> None:
+        for name in dir(type(storage)):
+            if name.startswith("_") or isinstance(getattr(type(storage), name, None), property):
+                continue
+            method = getattr(storage, name, None)
+            if callable(method):
+                setattr(storage, name, self._counting(f"{label}.{name}", method))
+
+    def _counting(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            if self._depth == 0:
+                self.calls[name] += 1
+            self._depth += 1
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._depth -= 1
+
+        return counted
+
+    def on_sql(self, *_: Any) -> None:
+        self.sql_statements += 1
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.sql_statements = 0
+
+
+def _events(job_name: str) -> Any:
+    """Small constructors for the events a dbt run leaves (imports kept inside the probe)."""
+    from dagster import AssetCheckEvaluation, AssetCheckSeverity, AssetMaterialization
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.execution.plan.objects import StepFailureData
+    from dagster._utils.error import SerializableErrorInfo
+
+    def materialized(key: Any) -> DagsterEvent:
+        return DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name=job_name,
+            step_key="dbt_models",
+            event_specific_data=StepMaterializationData(AssetMaterialization(asset_key=key)),
+        )
+
+    def checked(check_key: Any) -> DagsterEvent:
+        return DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
+            job_name=job_name,
+            step_key="dbt_models",
+            event_specific_data=AssetCheckEvaluation(
+                asset_key=check_key.asset_key,
+                check_name=check_key.name,
+                passed=True,
+                severity=AssetCheckSeverity.ERROR,
+                blocking=True,
+            ),
+        )
+
+    def step_failed(message: str) -> DagsterEvent:
+        error = SerializableErrorInfo(message=message, stack=[], cls_name="DagsterDbtCliError")
+        return DagsterEvent(
+            event_type_value=DagsterEventType.STEP_FAILURE.value,
+            job_name=job_name,
+            step_key="dbt_models",
+            event_specific_data=StepFailureData(error=error, user_failure_data=None),
+        )
+
+    def run_event(kind: str) -> DagsterEvent:
+        return DagsterEvent(
+            event_type_value=getattr(DagsterEventType, kind).value, job_name=job_name
+        )
+
+    return materialized, checked, step_failed, run_event
+
+
+def synthesize(instance: Any, defs: Any, failures: set[str], needed: set[str]) -> dict[str, Any]:
+    """R0 (success) then F (failure) as described in the module docstring."""
+    from dagster import DagsterRunStatus
+
+    from orchestration.artifacts.store import InvocationRecord, artifact_key, open_store
+    from orchestration.artifacts.store import record_invocation as index_invocation
+    from orchestration.settings import load_settings
+
+    job = defs.resolve_job_def("daily_pipeline")
+    graph = defs.resolve_asset_graph()
+    keys = [key for key in graph.get_all_asset_keys() if graph.get(key).is_executable]
+    checks = [key for key in graph.asset_check_keys if graph.get_check_spec(key).blocking]
+    materialized, checked, step_failed, run_event = _events(job.name)
+    written = 0
+
+    def report(event: Any, run_id: str) -> None:
+        nonlocal written
+        instance.report_dagster_event(event, run_id=run_id)
+        written += 1
+
+    run_ids = []
+    for name, failing in (("R0", set()), ("F", needed)):
+        run = instance.create_run_for_job(job, status=DagsterRunStatus.NOT_STARTED)
+        run_ids.append(run.run_id)
+        report(run_event("RUN_START"), run.run_id)
+        for key in keys:
+            if key.to_user_string() not in failing:
+                report(materialized(key), run.run_id)
+        for check_key in checks:
+            if check_key.asset_key.to_user_string() not in failing:
+                report(checked(check_key), run.run_id)
+        if name == "F":
+            message = "connection reset by peer (injected transient fault)"
+            report(step_failed(f"dbt build failed: {message}"), run.run_id)
+            report(run_event("RUN_FAILURE"), run.run_id)
+        else:
+            report(run_event("RUN_SUCCESS"), run.run_id)
+
+    failed_run = run_ids[-1]
+    results = [
+        {
+            "unique_id": f"model.synthetic.{key.to_user_string()}",
+            "status": (
+                "error"
+                if key.to_user_string() in failures
+                else "skipped"
+                if key.to_user_string() in needed
+                else "success"
+            ),
+            "message": "connection reset by peer (injected transient fault)"
+            if key.to_user_string() in failures
+            else None,
+        }
+        for key in keys
+    ]
+    run_results = {
+        "metadata": {
+            "dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json",
+            "invocation_id": "synthetic",
+        },
+        "results": results,
+        "args": {"which": "build"},
+    }
+    store = open_store(load_settings().artifacts_uri)
+    label = "dbt_models-synthetic"
+    store.put_bytes(
+        artifact_key(failed_run, label, "run_results.json"), json.dumps(run_results).encode()
+    )
+    index_invocation(
+        store,
+        failed_run,
+        InvocationRecord(
+            label=label,
+            command="build",
+            step_key="dbt_models",
+            status="failure",
+            files=("run_results.json",),
+            created_at=time.time(),
+            missing=(),
+        ),
+    )
+    return {"assets": len(keys), "blocking_checks": len(checks), "events_written": written}
+
+
+def probe(evaluations: int) -> None:
+    """Inside the subprocess: synthesize, then evaluate the sensor ``evaluations`` times."""
+    import sqlalchemy
+    from dagster import DagsterInstance, build_sensor_context
+
+    from benchmarks.generate import SyntheticGraph
+    from orchestration.definitions import build_definitions
+    from orchestration.settings import load_settings
+
+    settings = load_settings()
+    graph = SyntheticGraph.from_dict(
+        json.loads((settings.dbt_project_dir / "graph.json").read_text())
+    )
+    rng = random.Random(0)
+    failures = set(rng.sample(graph.models[len(graph.layers[0]) // 2 :], FAILURES))
+    needed = graph.downstream(failures)
+
+    started = time.perf_counter()
+    defs = build_definitions()
+    defs.get_repository_def()
+    load_s = time.perf_counter() - started
+    result: dict[str, Any] = {"definitions_s": load_s, "failures": FAILURES, "needed": len(needed)}
+    with DagsterInstance.get() as instance:
+        started = time.perf_counter()
+        result.update(synthesize(instance, defs, failures, needed))
+        result["synthesize_s"] = time.perf_counter() - started
+
+        try:
+            sensor = defs.resolve_sensor_def(SENSOR)
+        except Exception as error:  # the sensor is not defined (yet)
+            result["error"] = f"{type(error).__name__}: {error}"
+            print(RESULT_MARKER + json.dumps(result), flush=True)
+            return
+        counter = QueryCounter()
+        counter.wrap(instance.run_storage, "run_storage")
+        counter.wrap(instance.event_log_storage, "event_log_storage")
+        sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", counter.on_sql)
+        ticks: list[dict[str, Any]] = []
+        for _ in range(evaluations):
+            context = build_sensor_context(instance=instance, definitions=defs)
+            counter.reset()
+            started = time.perf_counter()
+            data = sensor.evaluate_tick(context)
+            elapsed = time.perf_counter() - started
+            requested = [len(r.asset_selection or ()) for r in data.run_requests or ()]
+            ticks.append(
+                {
+                    "seconds": elapsed,
+                    "storage_calls": sum(counter.calls.values()),
+                    "by_method": dict(sorted(counter.calls.items())),
+                    "sql_statements": counter.sql_statements,
+                    "run_requests": len(requested),
+                    "requested_assets": requested,
+                    "skip_message": data.skip_message,
+                }
+            )
+        result["ticks"] = ticks
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+
+
+def run(work: Path, sizes: list[int], *, repeats: int) -> dict[str, Any]:
+    by_size: dict[str, Any] = {}
+    for n in sizes:
+        project, _ = write_project(work, n)
+        env = BenchEnv(project, work / "envs" / f"sensor-n{n}").reset()
+        env.parse()
+        progress(f"sensor n={n}: synthesizing the instance, then {repeats} evaluations")
+        process = run_process(
+            [sys.executable, "-m", "benchmarks.figures.sensor", "--probe", str(repeats)],
+            env=env.environ(
+                ORCHESTRATION_RETRY_BACKOFF_SECONDS="0", ORCHESTRATION_RETRY_SENSOR_RUNNING="1"
+            ),
+            cwd=REPO_ROOT,
+        ).check()
+        line = next(line for line in process.stdout.splitlines() if line.startswith(RESULT_MARKER))
+        data = json.loads(line.removeprefix(RESULT_MARKER))
+        if "error" in data:
+            by_size[str(n)] = {"not_measured": data["error"]}
+            progress(f"sensor n={n}: not measured ({data['error']})")
+            continue
+        ticks = data.pop("ticks")
+        by_size[str(n)] = {
+            **{k: round(v, 3) if isinstance(v, float) else v for k, v in data.items()},
+            "tick_s": Stats.of([t["seconds"] for t in ticks]).to_dict(),
+            "storage_calls": Stats.of([t["storage_calls"] for t in ticks]).to_dict(0),
+            "sql_statements": Stats.of([t["sql_statements"] for t in ticks]).to_dict(0),
+            "by_method": ticks[-1]["by_method"],
+            "run_requests": ticks[-1]["run_requests"],
+            "requested_assets": ticks[-1]["requested_assets"],
+            "skip_message": ticks[-1]["skip_message"],
+        }
+        progress(
+            f"sensor n={n}: tick {Stats.of([t['seconds'] for t in ticks]).fmt('.3f', ' s')}, "
+            f"{ticks[-1]['storage_calls']} storage calls, {ticks[-1]['sql_statements']} SQL"
+        )
+    return {"target_seconds_at_10000": TARGET_SECONDS_AT_10000, "sizes": by_size}
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--probe"]:
+        probe(int(sys.argv[2]))
