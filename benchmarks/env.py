@@ -90,7 +90,13 @@ class BenchEnv:
 
     @property
     def duckdb_path(self) -> Path:
-        return self.root / "warehouse.duckdb"
+        """One warehouse per project, shared by its environments (they never run at once).
+
+        dbt's partial parsing hashes the profile's connection values, DuckDB's ``path``
+        included: a warehouse per environment would make every dbt command of all but one
+        environment re-parse the whole project, on both sides of every comparison.
+        """
+        return self.project.parent.parent / "warehouses" / f"{self.project.name}.duckdb"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -134,15 +140,31 @@ class BenchEnv:
         if self.root.exists():
             shutil.rmtree(self.root)
         self.dagster_home.mkdir(parents=True)
+        self.duckdb_path.parent.mkdir(exist_ok=True)
         (self.dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
         self.direct_target.mkdir()
         return self
 
     def parse(self) -> ProcessResult:
-        """``dbt parse`` via the orchestration (only when the manifest is missing or stale)."""
-        return run_process(
-            [sys.executable, "-m", "orchestration", "prepare"], env=self.environ(), cwd=REPO_ROOT
-        ).check()
+        """``dbt parse`` via the orchestration, forced when the last parse of this project used
+        another warehouse path (its ``partial_parse.msgpack`` would not match, see above)."""
+        stamp = self.project / "target" / ".bench_parsed_for"
+        args = [sys.executable, "-m", "orchestration", "prepare"]
+        if not stamp.is_file() or stamp.read_text() != str(self.duckdb_path):
+            args.append("--force")
+        result = run_process(args, env=self.environ(), cwd=REPO_ROOT).check()
+        stamp.write_text(str(self.duckdb_path))
+        return result
+
+    def ensure_built(self) -> None:
+        """A first full ``dbt build`` (the night before), unless this project's shared warehouse
+        already holds one: recoveries and builds only ever replace tables that exist."""
+        marker = self.duckdb_path.with_suffix(".built")
+        if marker.is_file() and self.duckdb_path.is_file():
+            return
+        if self.dbt(["build"]).returncode != 0:
+            raise RuntimeError(f"the first full dbt build of {self.project.name} failed")
+        marker.touch()
 
     def faults(self) -> Any:
         from orchestration.faults.store import FaultStore

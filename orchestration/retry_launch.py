@@ -168,10 +168,10 @@ def _detail(message: str | None, default: str) -> str:
 def plan_reasons_json(plan: RetryPlan, *, max_bytes: int = PLAN_REASONS_MAX_BYTES) -> str:
     """A compact JSON of why each asset is in the run, kept under ``max_bytes``.
 
-    ``{"reasons": {key: reason}, "details": {key: detail}}``, details for the assets that failed
-    themselves (the others name their cause in the reason's ``caused_by``). When that does not fit, the
-    details go first, then keys are dropped (failed ones are kept longest) and ``truncated``
-    says how many of how many are listed and where to read the full plan.
+    ``{"reasons": {key: reason}, "details": {key: detail}}``; details only for the assets that
+    failed themselves (the others were held back by those). When that does not fit, the details
+    go first, then keys are dropped (failed ones are kept longest) and ``truncated`` says how
+    many of how many are listed and where to read the full plan.
     """
     reasons = {asset.key: asset.reason.value for asset in plan.assets}
     details = {asset.key: asset.detail for asset in plan.assets if asset.reason in _DIRECT_REASONS}
@@ -182,20 +182,21 @@ def plan_reasons_json(plan: RetryPlan, *, max_bytes: int = PLAN_REASONS_MAX_BYTE
     if len(text.encode()) <= max_bytes:
         return text
     ordered = sorted(plan.assets, key=lambda asset: asset.reason is Reason.DOWNSTREAM)
-    kept: dict[str, str] = {}
-    note_for = (
+    note = (
         "truncated: {n} of {total} assets listed; the run's plan_summary tag counts them all "
         "and `python -m orchestration plan --run-id <this run>` lists them"
     )
+    # Sizes add up entry by entry (one pass): `"key":"reason",` in the compact encoding.
+    budget = max_bytes - len(_dump({"reasons": {}, "truncated": note}).encode()) - 16
+    kept: dict[str, str] = {}
+    used = 0
     for asset in ordered:
-        candidate = {**kept, asset.key: asset.reason.value}
-        note = note_for.format(n=len(candidate), total=len(plan.assets))
-        if len(_dump({"reasons": candidate, "truncated": note}).encode()) > max_bytes:
+        size = len(_dump({asset.key: asset.reason.value}).encode()) - 1  # braces → one comma
+        if used + size > budget:
             break
-        kept = candidate
-    return _dump(
-        {"reasons": kept, "truncated": note_for.format(n=len(kept), total=len(plan.assets))}
-    )
+        kept[asset.key] = asset.reason.value
+        used += size
+    return _dump({"reasons": kept, "truncated": note.format(n=len(kept), total=len(plan.assets))})
 
 
 def _dump(document: Mapping[str, Any]) -> str:

@@ -12,7 +12,8 @@ stored dbt ``run_results.json``) is one event-log query per failed run, never pe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -157,9 +158,15 @@ def read_tick_state(
     instance: DagsterInstance,
     asset_graph: BaseAssetGraph,
     *,
+    job_assets: Callable[[str], AbstractSet[str]] | None = None,
     log: QueryLog | None = None,
 ) -> TickState:
-    """Failed assets, the runs they failed in, and what is in flight: four batched queries."""
+    """Failed assets, the runs they failed in, and what is in flight: four batched queries.
+
+    ``job_assets`` names the assets of a job, for in-flight runs of a whole job (no asset
+    selection) that were created before the latest failure, so they are not the ``last_run_id``
+    of the assets they will rebuild.
+    """
     log = log or QueryLog()
     asset_keys = [
         key for key in asset_graph.get_all_asset_keys() if asset_graph.get(key).is_executable
@@ -218,6 +225,8 @@ def read_tick_state(
     for info in in_flight.values():
         if info.asset_selection is not None:
             in_flight_assets |= info.asset_selection
+        elif job_assets is not None:
+            in_flight_assets |= job_assets(info.job_name)
 
     failed: dict[str, FailedAsset] = {}
     for key, run_id in last_run.items():
@@ -380,6 +389,23 @@ def _error_text(error: Any) -> str:
         error = getattr(error, "cause", None) or getattr(error, "context", None)
         seen += 1
     return "\n".join(parts)
+
+
+def job_asset_keys(repository_def: Any) -> Callable[[str], AbstractSet[str]]:
+    """A cached lookup job name → its executable asset keys (empty for a job not in the code)."""
+    cache: dict[str, frozenset[str]] = {}
+
+    def lookup(job_name: str) -> frozenset[str]:
+        if job_name not in cache:
+            try:
+                job = repository_def.get_job(job_name)
+                keys = job.asset_layer.executable_asset_keys
+            except Exception:  # a job of another code location, or one removed since
+                keys = ()
+            cache[job_name] = frozenset(key.to_user_string() for key in keys)
+        return cache[job_name]
+
+    return lookup
 
 
 def dbt_unique_ids_by_asset(asset_graph: BaseAssetGraph) -> dict[str, str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from dagster import (
@@ -63,6 +64,7 @@ from orchestration.sensor_state import (
     assets_by_step,
     dbt_adapter_type,
     dbt_unique_ids_by_asset,
+    job_asset_keys,
     read_chain_runs,
     read_run_evidence,
     read_tick_state,
@@ -100,13 +102,15 @@ def build_retry_sensor(settings: Settings) -> SensorDefinition:
     def retry_failed_assets_sensor(
         context: SensorEvaluationContext, artifacts: ArtifactStoreResource
     ) -> SensorResult | SkipReason:
+        repository = context.repository_def
         tick = run_retry_tick(
             context.instance,
-            context.repository_def.asset_graph,
+            repository.asset_graph,
             RetryCursor.from_json_with_warning(context.cursor),
             settings=load_settings(),
             now=time.time(),
             open_store=artifacts.open,
+            job_assets=job_asset_keys(repository),
         )
         for line in tick.lines:
             context.log.info(line)
@@ -153,6 +157,7 @@ def run_retry_tick(
     settings: Settings,
     now: float,
     open_store: Callable[[], ArtifactStore] | None = None,
+    job_assets: Callable[[str], AbstractSet[str]] | None = None,
 ) -> TickOutcome:
     """One evaluation of the sensor, as plain inputs and outputs (the sensor is a thin shell)."""
     cursor, warning = cursor_and_warning
@@ -161,7 +166,7 @@ def run_retry_tick(
         outcome.lines.append(warning)
     queries = QueryLog()
     outcome.queries = queries.calls
-    state = read_tick_state(instance, asset_graph, log=queries)
+    state = read_tick_state(instance, asset_graph, job_assets=job_assets, log=queries)
     if not state.failed:
         outcome.lines.append("No failed assets: nothing to retry.")
         outcome.cursor = cursor.pruned(set())

@@ -81,21 +81,19 @@ def reset_caches() -> None:
     ReconstructableJob.get_definition.cache_clear()
 
 
-@pytest.fixture
-def pipeline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest_ready: Path
-) -> Iterator[Pipeline]:
-    home = tmp_path / "dagster_home"
+def make_pipeline(root: Path, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    """An isolated environment under ``root``, exported through ``monkeypatch``."""
+    home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(
         "telemetry:\n  enabled: false\nrun_coordinator:\n  module: "
         "dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
     )
     env = Pipeline(
-        root=tmp_path,
-        duckdb_path=tmp_path / "warehouse.duckdb",
-        artifacts_uri=str(tmp_path / "artifacts"),
-        faults_file=tmp_path / "faults.json",
+        root=root,
+        duckdb_path=root / "warehouse.duckdb",
+        artifacts_uri=str(root / "artifacts"),
+        faults_file=root / "faults.json",
         dagster_home=home,
     )
     monkeypatch.setenv("DAGSTER_HOME", str(home))
@@ -107,7 +105,14 @@ def pipeline(
     monkeypatch.delenv("DBT_PROJECT_DIR", raising=False)
     monkeypatch.delenv("DBT_TARGET", raising=False)
     reset_caches()
-    yield env
+    return env
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest_ready: Path
+) -> Iterator[Pipeline]:
+    yield make_pipeline(tmp_path, monkeypatch)
     reset_caches()
 
 

@@ -37,6 +37,7 @@ from orchestration.instance_state import (
 from orchestration.recovery import RetryPlan, plan_from_run_results
 
 RESUME_RETRY_TAG = "dagster/is_resume_retry"
+ASSET_RESUME_RETRY_TAG = "dagster/is_asset_resume_retry"
 
 
 @dataclass
@@ -58,7 +59,7 @@ class SelectionChoice:
         """
         if not self.carried_over:
             return
-        own_keys = set(context.assets_def.keys)
+        own_keys = op_asset_keys(context)
         graph = context.job_def.asset_layer.asset_graph
         selected = context.selected_asset_keys
         for key, run_id in sorted(self.carried_over.items()):
@@ -88,17 +89,37 @@ def unique_ids_by_key(
     return result
 
 
+def op_asset_keys(context: AssetExecutionContext) -> set[AssetKey]:
+    """Every asset of the dbt op, selected or not (``assets_def.keys`` is only the subset)."""
+    return set(context.assets_def.node_keys_by_output_name.values())
+
+
 def subset_selection(
     context: AssetExecutionContext,
     manifest: Mapping[str, Any],
     translator: DagsterDbtTranslator,
 ) -> argv.Selection:
-    """Everything when the op runs whole, else exactly the selected assets' nodes."""
+    """Everything when the op runs whole, else exactly the selected assets' nodes — plus the
+    tests behind checks selected without their asset (Dagster's *From asset failure* does
+    that for a model that materialized but whose tests never ran, e.g. after --fail-fast)."""
     selected = set(context.selected_asset_keys)
-    if selected == set(context.assets_def.keys):
+    if selected >= op_asset_keys(context):
         return argv.Selection.everything()
     by_key = unique_ids_by_key(manifest, translator)
-    return argv.Selection(tuple(sorted(by_key[key] for key in selected if key in by_key)))
+    unique_ids = {by_key[key] for key in selected if key in by_key}
+    lone_checks = {
+        (check.asset_key.to_user_string(), check.name)
+        for check in context.selected_asset_check_keys
+        if check.asset_key not in selected
+    }
+    if lone_checks:
+        index = dbt_node_index(manifest, translator)
+        unique_ids |= {
+            test_id
+            for test_id, ref in index.test_to_check.items()
+            if (ref.asset, ref.check_name) in lone_checks
+        }
+    return argv.Selection(tuple(sorted(unique_ids)))
 
 
 def is_from_failure(run: DagsterRun, all_step_keys: AbstractSet[str]) -> bool:
@@ -107,6 +128,8 @@ def is_from_failure(run: DagsterRun, all_step_keys: AbstractSet[str]) -> bool:
     partial step selection, no tag). *All steps* selects every step and rebuilds everything."""
     if run.tags.get(RESUME_RETRY_TAG) == "true":
         return True
+    if run.tags.get(ASSET_RESUME_RETRY_TAG) == "true":
+        return False  # asset-level: Dagster already selected exactly the assets to re-run
     steps = run.step_keys_to_execute
     return bool(run.parent_run_id) and steps is not None and set(steps) != set(all_step_keys)
 
@@ -155,7 +178,7 @@ def _choice_from_plan(
 ) -> SelectionChoice:
     by_key = unique_ids_by_key(manifest, translator)
     selected = set(context.selected_asset_keys)
-    own = set(context.assets_def.keys)
+    own = op_asset_keys(context)
     unique_ids = sorted(
         by_key[key]
         for key in (AssetKey.from_user_string(k) for k in plan.keys)

@@ -105,18 +105,20 @@ def _stop(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def dagster_services(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[DagsterServices]:
-    """Webserver + daemon over the ``pipeline`` fixture's environment, with the sensor
-    interval shortened so automatic recovery is observable within a test."""
+@contextlib.contextmanager
+def start_services(pipeline: Pipeline) -> Iterator[DagsterServices]:
+    """Webserver + daemon over ``pipeline``'s environment (os.environ at call time)."""
     port = free_port()
     (pipeline.dagster_home / "dagster.yaml").write_text(
         "telemetry:\n  enabled: false\n"
         "run_coordinator:\n  module: dagster._core.run_coordinator\n"
         "  class: QueuedRunCoordinator\n"
     )
+    # Create the storage schema once, here: the webserver, the daemon and the code server
+    # starting together on an empty DAGSTER_HOME race to migrate it (two alembic heads).
+    with pipeline.instance() as instance:
+        instance.get_runs(limit=1)
+        instance.event_log_storage.get_asset_records([])
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -124,7 +126,7 @@ def dagster_services(
         "PYTHONUNBUFFERED": "1",
     }
     log_dir = pipeline.root / "service_logs"
-    log_dir.mkdir()
+    log_dir.mkdir(exist_ok=True)
     processes: list[subprocess.Popen] = []
     try:
         web_log = log_dir / "webserver.log"
@@ -161,3 +163,11 @@ def dagster_services(
     finally:
         for process in reversed(processes):
             _stop(process)
+
+
+@pytest.fixture
+def dagster_services(pipeline: Pipeline) -> Iterator[DagsterServices]:
+    """Webserver + daemon over the ``pipeline`` fixture's environment. Set env vars (e.g. a
+    short sensor interval) with monkeypatch before requesting this fixture."""
+    with start_services(pipeline) as services:
+        yield services

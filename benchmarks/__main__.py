@@ -1,0 +1,121 @@
+"""``python -m benchmarks [--quick] [--sizes 100,1000] [--repeats 3] [--out …]``.
+
+Runs the six figures of issue 6 on synthetic dbt projects and writes the raw numbers as JSON and
+a readable ``benchmarks/RESULTS.md``. ``make bench`` runs the defaults (about 45 minutes on a
+2-core machine); ``--quick`` runs every figure at small sizes in a few minutes, to check that the
+whole thing works. Never part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from benchmarks.figures import load, overhead, planner, recovery, sensor
+from benchmarks.timing import progress
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work"
+
+DEFAULT_SIZES = {
+    "recovery": [100, 1000],
+    "overhead": [100, 1000],
+    "sensor": [1000, 5000, 10000],
+    "load": [1000, 10000],
+}
+QUICK_SIZES = {"recovery": [20], "overhead": [20], "sensor": [100, 300], "load": [100]}
+FIGURES = ("planner", "sensor", "load", "overhead", "recovery")
+"""Run order: cheap and self-contained first, so a broken environment fails fast."""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (minutes)")
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(part) for part in text.split(",") if part],
+        help="model counts for every figure that builds a project (default: per figure)",
+    )
+    parser.add_argument("--repeats", type=int, help="repeats per measurement (default 3)")
+    parser.add_argument(
+        "--figures",
+        default=",".join(FIGURES),
+        help=f"comma-separated subset of {', '.join(FIGURES)}; others are kept from --out",
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render RESULTS.md from --out and exit"
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.report_only:
+        args.markdown.write_text(report.render(json.loads(args.out.read_text())))
+        return
+    repeats = args.repeats or (1 if args.quick else 3)
+    sizes = {
+        name: args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)[name]
+        for name in DEFAULT_SIZES
+    }
+    selected = [name.strip() for name in args.figures.split(",") if name.strip()]
+    unknown = set(selected) - set(FIGURES)
+    if unknown:
+        raise SystemExit(f"unknown figures: {', '.join(sorted(unknown))}")
+    WORK.mkdir(exist_ok=True)
+
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "planner": lambda: planner.run(repeats=20 if args.quick else 200),
+        "sensor": lambda: sensor.run(WORK, sizes["sensor"], repeats=max(repeats, 3)),
+        "load": lambda: load.run(WORK, sizes["load"], repeats=repeats),
+        "overhead": lambda: overhead.run(WORK, sizes["overhead"], repeats=repeats),
+        "recovery": lambda: recovery.run(
+            WORK,
+            sizes["recovery"],
+            repeats=repeats,
+            untagged_max_n=0 if args.quick else 100,
+            positions=("middle",) if args.quick else recovery.POSITIONS,
+        ),
+    }
+    results: dict[str, Any] = {"figures": {}, "seconds": {}}
+    if args.out.is_file() and set(selected) != set(FIGURES):
+        results = json.loads(args.out.read_text())  # keep the figures not re-run
+    started = time.time()
+    results["meta"] = report.machine_and_versions()
+    results["meta"]["command"] = " ".join(
+        ["python -m benchmarks"]
+        + (["--quick"] if args.quick else [])
+        + ([f"--sizes {','.join(map(str, args.sizes))}"] if args.sizes else [])
+        + ([f"--repeats {args.repeats}"] if args.repeats else [])
+        + ([f"--figures {args.figures}"] if set(selected) != set(FIGURES) else [])
+    )
+    results["meta"]["quick"] = args.quick
+    for name in FIGURES:
+        if name not in selected:
+            continue
+        progress(f"== {name} ==")
+        figure_started = time.time()
+        try:
+            results["figures"][name] = runners[name]()
+        except Exception as error:  # one broken figure must not cost the hour of the others
+            progress(f"== {name} FAILED: {type(error).__name__}: {error}")
+            results["figures"][name] = {"error": f"{type(error).__name__}: {error}"[-2000:]}
+        results["seconds"][name] = round(time.time() - figure_started, 1)
+        args.out.write_text(json.dumps(results, indent=1, sort_keys=True))
+        progress(f"== {name} done in {results['seconds'][name] / 60:.1f} min ==")
+    results["meta"]["total_seconds"] = round(time.time() - started, 1)
+    results["meta"]["load_average_end"] = report.load_average()
+    args.out.write_text(json.dumps(results, indent=1, sort_keys=True))
+    args.markdown.write_text(report.render(results))
+    progress(f"wrote {args.out} and {args.markdown} in {(time.time() - started) / 60:.1f} min")
+
+
+if __name__ == "__main__":  # the multiprocess executor re-imports __main__ (DESIGN.md)
+    main()
