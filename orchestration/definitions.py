@@ -36,7 +36,9 @@ def build_definitions() -> Definitions:
 
     return Definitions(
         assets=[*ingest, dbt_assets_def, *([report] if report else [])],
-        asset_checks=build_freshness_checks(manifest, ingested),
+        asset_checks=build_freshness_checks(manifest, ingested)
+        if settings.source_freshness
+        else [],
         jobs=build_jobs(),
         schedules=build_schedules(settings),
         sensors=build_sensors(settings),

@@ -45,6 +45,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "fct_revenue_by_owner",
         "mart the downstream Python report reads (no report if the model is absent)",
     ),
+    "ORCHESTRATION_SOURCE_FRESHNESS": ("1", "0 = no `dbt source freshness` checks in the jobs"),
     "ORCHESTRATION_UPLOAD_ATTEMPTS": ("4", "artifact upload attempts before a warning"),
     "ORCHESTRATION_UPLOAD_BACKOFF_SECONDS": ("0.5", "first upload retry delay (doubles)"),
     "ORCHESTRATION_SELECTOR_THRESHOLD": (
@@ -81,6 +82,7 @@ class Settings:
     crm_companies: int
     crm_deals: int
     report_model: str
+    source_freshness: bool
     upload_attempts: int
     upload_backoff_seconds: float
     selector_threshold: int
@@ -183,6 +185,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         crm_companies=_int(env, "ORCHESTRATION_CRM_COMPANIES", 40, minimum=1),
         crm_deals=_int(env, "ORCHESTRATION_CRM_DEALS", 400, minimum=1),
         report_model=env.get("ORCHESTRATION_REPORT_MODEL") or "fct_revenue_by_owner",
+        source_freshness=_bool(env, "ORCHESTRATION_SOURCE_FRESHNESS", True),
         upload_attempts=_int(env, "ORCHESTRATION_UPLOAD_ATTEMPTS", 4, minimum=1),
         upload_backoff_seconds=_float(env, "ORCHESTRATION_UPLOAD_BACKOFF_SECONDS", 0.5),
         selector_threshold=_int(env, "ORCHESTRATION_SELECTOR_THRESHOLD", 100, minimum=1),

@@ -102,6 +102,9 @@ def make_pipeline(root: Path, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     monkeypatch.setenv("ORCHESTRATION_FAULTS_FILE", str(env.faults_file))
     monkeypatch.setenv("ORCHESTRATION_UPLOAD_BACKOFF_SECONDS", "0.05")
     monkeypatch.setenv("ORCHESTRATION_UPLOAD_ATTEMPTS", "2")
+    # `dbt source freshness` costs a dbt start-up (~5 s) per run; the test that checks it
+    # turns it back on.
+    monkeypatch.setenv("ORCHESTRATION_SOURCE_FRESHNESS", "0")
     monkeypatch.delenv("DBT_PROJECT_DIR", raising=False)
     monkeypatch.delenv("DBT_TARGET", raising=False)
     reset_caches()

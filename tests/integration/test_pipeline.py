@@ -69,8 +69,10 @@ def test_definitions_use_the_fixed_names_and_form_one_connected_graph(pipeline: 
 
 
 def test_daily_pipeline_materializes_everything_and_stores_artifacts_locally(
-    pipeline: Pipeline,
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("ORCHESTRATION_SOURCE_FRESHNESS", "1")
+    reset_caches()
     result = pipeline.run_job("daily_pipeline")
     assert result.success
     done = materialized_keys(pipeline, result.run_id)
@@ -101,6 +103,12 @@ def test_daily_pipeline_materializes_everything_and_stores_artifacts_locally(
     assert {"manifest.json", "run_results.json", "dbt.log"} <= set(build[0].files)
     freshness = [i for i in index.invocations if i.command == "source freshness"]
     assert freshness and "sources.json" in freshness[0].files
+    freshness_checks = [k for k in graph.asset_check_keys if k.name == "source_freshness"]
+    assert len(freshness_checks) == 4  # one per ingested source table, warn-only
+    assert not any(graph.get_check_spec(k).blocking for k in freshness_checks)
+    with pipeline.instance() as instance:
+        fresh = instance.event_log_storage.get_asset_check_summary_records(freshness_checks)
+    assert all(r.last_check_execution_record.status.value == "SUCCEEDED" for r in fresh.values())
     (results,) = stored_run_results(store, result.run_id)
     assert set(statuses(results).values()) == {"success"}
     latest = json.loads(store.get_bytes("latest.json"))
