@@ -10,6 +10,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MetadataValue, asset
 
+from orchestration.faults.store import FaultStore
 from orchestration.ingest.assets import warehouse_target
 from orchestration.ingest.warehouse import read_rows
 from orchestration.settings import Settings, load_settings
@@ -37,6 +38,7 @@ def build_report_asset(
     )
     def revenue_report(context: AssetExecutionContext) -> dict[str, Any]:
         run_settings = load_settings()
+        FaultStore(run_settings.faults_file).fire_python_fault(REPORT_ASSET)
         columns, rows = read_rows(
             warehouse_target(run_settings), f"select * from {relation} limit {PREVIEW_ROWS}"
         )

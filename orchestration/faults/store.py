@@ -30,6 +30,10 @@ MODEL_FAULTS_VAR = "orchestration_model_faults"
 TEST_FAULTS_VAR = "orchestration_test_faults"
 
 
+class InjectedFault(RuntimeError):
+    """The error a Python asset raises for an injected fault (its message is the fault's)."""
+
+
 @dataclass(frozen=True)
 class Fault:
     model: str
@@ -124,6 +128,26 @@ class FaultStore:
                     key: value for key, value in data["faults"].items() if value["model"] != model
                 }
             return before - len(data["faults"])
+
+    def fire_python_fault(self, name: str) -> None:
+        """For Python assets (ingestion, reports): raise the injected error for ``name``.
+
+        Counts a transient fault down before raising, since a Python step that raised has
+        certainly executed. Cheap when no fault file exists (one ``stat``).
+        """
+        if not self.path.is_file():
+            return
+        message: str | None = None
+        with self._locked() as data:
+            value = data["faults"].get(f"model:{name}")
+            if value is None:
+                return
+            message = value["message"]
+            if value["remaining"] is not None:
+                value["remaining"] -= 1
+                if value["remaining"] <= 0:
+                    del data["faults"][f"model:{name}"]
+        raise InjectedFault(message)
 
     def dbt_vars(self) -> dict[str, dict[str, str]]:
         """The ``--vars`` entries for the active faults; empty when none is set."""
