@@ -1,9 +1,11 @@
-"""Shared fixtures: real dbt on DuckDB in tmp_path, a real Dagster instance, moto over HTTP."""
+"""Shared fixtures: real dbt on DuckDB in tmp_path, a real Dagster instance (SQLite, or
+PostgreSQL for the production-storage runs), moto over HTTP."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -13,6 +15,21 @@ from typing import Any
 import pytest
 
 from orchestration.settings import REPO_ROOT, load_settings
+from tests.postgres import (
+    PostgresDatabase,
+    PostgresServer,
+    PostgresUnavailableError,
+    open_server,
+    stop_server,
+)
+
+STORAGE_PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
+"""Where a PostgreSQL-backed test instance reads its password (as ``deploy/dagster.yaml``)."""
+
+BOTH_STORAGES = pytest.mark.parametrize(
+    "pipeline", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+"""Run a test on a SQLite and on a PostgreSQL Dagster instance (``pipeline`` fixture)."""
 
 
 def free_port() -> int:
@@ -38,6 +55,9 @@ class Pipeline:
     artifacts_uri: str
     faults_file: Path
     dagster_home: Path
+    storage: str = "sqlite"
+    database: PostgresDatabase | None = None
+    """The Dagster storage database when ``storage == "postgres"``."""
 
     def instance(self) -> Any:
         from dagster import DagsterInstance
@@ -81,20 +101,43 @@ def reset_caches() -> None:
     ReconstructableJob.get_definition.cache_clear()
 
 
-def make_pipeline(root: Path, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
-    """An isolated environment under ``root``, exported through ``monkeypatch``."""
+def make_pipeline(
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    storage: str = "sqlite",
+    postgres: PostgresServer | None = None,
+) -> Pipeline:
+    """An isolated environment under ``root``, exported through ``monkeypatch``.
+
+    ``storage="postgres"`` keeps the Dagster instance (runs, event log, schedules) in a fresh
+    database on ``postgres``, the way ``deploy/dagster.yaml`` does in production; the warehouse
+    stays DuckDB either way.
+    """
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
+    config = (
         "telemetry:\n  enabled: false\nrun_coordinator:\n  module: "
         "dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
     )
+    database: PostgresDatabase | None = None
+    if storage == "postgres":
+        if postgres is None:
+            raise ValueError("storage='postgres' needs the postgres_server fixture's server")
+        database = postgres.create_database("dagster")
+        config += database.dagster_storage_yaml(STORAGE_PASSWORD_ENV)
+        monkeypatch.setenv(STORAGE_PASSWORD_ENV, database.password)
+    elif storage != "sqlite":
+        raise ValueError(f"storage must be 'sqlite' or 'postgres', not {storage!r}")
+    (home / "dagster.yaml").write_text(config)
     env = Pipeline(
         root=root,
         duckdb_path=root / "warehouse.duckdb",
         artifacts_uri=str(root / "artifacts"),
         faults_file=root / "faults.json",
         dagster_home=home,
+        storage=storage,
+        database=database,
     )
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DUCKDB_PATH", str(env.duckdb_path))
@@ -111,12 +154,68 @@ def make_pipeline(root: Path, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     return env
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, started on first use (``tests/postgres.py``)."""
+    problem: str | None = None
+    try:
+        server = open_server()
+    except PostgresUnavailableError as error:
+        problem = str(error)
+    if problem is not None:
+        # Not a skip: CI installs the server, and a skipped storage suite would pass silently.
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture
+def postgres_db(postgres_server: PostgresServer) -> PostgresDatabase:
+    """A fresh, empty database on the session's server."""
+    return postgres_server.create_database()
+
+
 @pytest.fixture
 def pipeline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest_ready: Path
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    manifest_ready: Path,
 ) -> Iterator[Pipeline]:
-    yield make_pipeline(tmp_path, monkeypatch)
+    """SQLite storage unless parametrized indirectly with "postgres" (``BOTH_STORAGES``)."""
+    storage = getattr(request, "param", "sqlite")
+    server = request.getfixturevalue("postgres_server") if storage == "postgres" else None
+    yield make_pipeline(tmp_path, monkeypatch, storage=storage, postgres=server)
     reset_caches()
+
+
+def use_postgres_warehouse(
+    monkeypatch: pytest.MonkeyPatch, database: PostgresDatabase, root: Path
+) -> Path:
+    """Point dbt (``DBT_TARGET=postgres``) and the ingestion at ``database`` through the
+    ``DBT_POSTGRES_*`` variables our profiles.yml reads; return the project copy in use.
+
+    The project is copied under ``root`` (without ``target/``) so that its manifest is parsed
+    for the postgres target, as ``python -m orchestration prepare`` does in production: the
+    manifest records each model's schema for the target it was parsed with, and the session's
+    shared manifest is DuckDB's.
+    """
+    project = root / "dbt_project"
+    shutil.copytree(
+        REPO_ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs")
+    )
+    monkeypatch.setenv("DBT_PROJECT_DIR", str(project))
+    monkeypatch.setenv("DBT_TARGET", "postgres")
+    monkeypatch.setenv("DBT_POSTGRES_HOST", database.host)
+    monkeypatch.setenv("DBT_POSTGRES_PORT", str(database.port))
+    monkeypatch.setenv("DBT_POSTGRES_USER", database.user)
+    monkeypatch.setenv("DBT_POSTGRES_PASSWORD", database.password)
+    monkeypatch.setenv("DBT_POSTGRES_DBNAME", database.name)
+    monkeypatch.setenv("DBT_POSTGRES_SCHEMA", "analytics")
+    reset_caches()
+    return project
 
 
 @pytest.fixture(scope="session")
