@@ -39,7 +39,7 @@ def build_definitions() -> Definitions:
         asset_checks=build_freshness_checks(manifest, ingested)
         if settings.source_freshness
         else [],
-        jobs=build_jobs(),
+        jobs=build_jobs(settings),
         schedules=build_schedules(settings),
         sensors=build_sensors(settings),
         # One process per run: dbt parallelises inside its op (threads), a process per step

@@ -69,6 +69,7 @@ from orchestration.sensor_state import (
     read_run_evidence,
     read_tick_state,
 )
+from orchestration.jobs import warehouse_tags
 from orchestration.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -325,9 +326,12 @@ def run_retry_tick(
             RunRequest(
                 run_key=run_key,
                 asset_selection=[executable[key] for key in keys],
-                tags=retry_tags(
-                    plan, chain=chain, attempt=decision.attempt, full_refresh=full_refresh
-                ),
+                tags={
+                    **retry_tags(
+                        plan, chain=chain, attempt=decision.attempt, full_refresh=full_refresh
+                    ),
+                    **warehouse_tags(settings),
+                },
                 run_config=retry_run_config(latest, ops, full_refresh=full_refresh),
             )
         )

@@ -237,6 +237,7 @@ def test_transient_fault_is_retried_once_rebuilding_only_the_failed_model_and_do
     assert request.tags[RETRY_ROOT_TAG] == failed_run
     assert request.tags[ATTEMPT_TAG] == "1"
     assert request.tags["orchestration/trigger"] == SENSOR
+    assert request.tags["orchestration/warehouse"] == "duckdb"  # deploy/ queue limit key
     assert request.tags["orchestration/plan_summary"].startswith(f"{len(selected(request))} to ")
     reasons = json.loads(request.tags["orchestration/plan_reasons"])
     assert reasons["reasons"][MIDDLE_MODEL] == "errored"

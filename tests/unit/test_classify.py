@@ -195,6 +195,11 @@ EXAMPLES: list[tuple[str, ErrorKind, str]] = [
         "dagster_run_timeout",
     ),
     (
+        "Canceling due to exceeding maximum runtime (3600 seconds)",
+        T,
+        "dagster_run_timeout",
+    ),
+    (
         'connection to server at "db.internal" (10.0.0.5), port 5432 failed: timeout expired',
         T,
         "timed_out",
