@@ -37,6 +37,7 @@ from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGra
 from orchestration.alerts import post_alert
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.instance_state import recovery_graph
+from orchestration.jobs import warehouse_tags
 from orchestration.recovery import plan_from_asset_states
 from orchestration.recovery.classify import (
     Classification,
@@ -69,7 +70,6 @@ from orchestration.sensor_state import (
     read_run_evidence,
     read_tick_state,
 )
-from orchestration.jobs import warehouse_tags
 from orchestration.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
