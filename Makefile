@@ -22,9 +22,11 @@ run: install
 	$(PY) -m orchestration prepare
 	$(PY) -m orchestration run --job daily_pipeline
 
-## make test: the whole suite (unit, integration with real dbt + Dagster, e2e processes)
+## make test: the whole suite (unit, integration with real dbt + Dagster, e2e processes).
+## The manifest is parsed once up front; two workers, a test file per worker at a time.
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m orchestration prepare
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests
 
 ## make dev: the Dagster UI and daemon on http://127.0.0.1:3000
 dev: install
