@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--tag", action="append", default=[], help="KEY=VALUE run tag")
     args = parser.parse_args()
 
-    from dagster import DagsterInstance, ReexecutionOptions, execute_job
+    from dagster import DagsterEventType, DagsterInstance, ReexecutionOptions, execute_job
     from dagster._core.definitions.reconstruct import build_reconstructable_job
 
     from benchmarks.env import RESULT_MARKER
@@ -51,7 +51,17 @@ def main() -> None:
             if record and record.start_time and record.end_time
             else float("nan")
         )
-    summary = {"run_id": result.run_id, "success": result.success, "run_s": run_s}
+        planned = len(
+            instance.get_records_for_run(
+                result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=100_000
+            ).records
+        )
+    summary = {
+        "run_id": result.run_id,
+        "success": result.success,
+        "run_s": run_s,
+        "planned_assets": planned,
+    }
     print(RESULT_MARKER + json.dumps(summary), flush=True)
 
 

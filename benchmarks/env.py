@@ -48,6 +48,8 @@ class JobRun:
     """The whole process: imports, definitions, instance, the run itself."""
     run_s: float
     """Dagster's own record of the run: start to end."""
+    planned_assets: int = 0
+    """Assets the run planned (one event each, written before the run starts)."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,9 @@ class BenchEnv:
             result.check()
             raise RuntimeError(f"no result from {' '.join(args)}:\n{result.stderr[-3000:]}")
         data = json.loads(lines[-1].removeprefix(RESULT_MARKER))
-        return JobRun(data["run_id"], data["success"], result.wall_s, data["run_s"])
+        return JobRun(
+            data["run_id"], data["success"], result.wall_s, data["run_s"], data["planned_assets"]
+        )
 
     def dbt(self, args: Sequence[str], *, state: Path | None = None) -> DbtRun:
         """A direct dbt command, as a person would type it, with its own target folder."""

@@ -50,6 +50,7 @@ class PathRecord:
     exact: list[bool] = field(default_factory=list)
     wall_s: list[float] = field(default_factory=list)
     run_s: list[float] = field(default_factory=list)
+    planned: list[int] = field(default_factory=list)
     failures: int = 0
 
     def add(self, models: set[str], needed: set[str], wall_s: float, run_s: float | None) -> None:
@@ -68,6 +69,8 @@ class PathRecord:
         }
         if self.run_s:
             data["dagster_run_s"] = Stats.of(self.run_s).to_dict()
+        if self.planned:
+            data["planned_assets"] = self.planned
         if self.failures:
             data["failed_runs"] = self.failures
         return data
@@ -128,6 +131,7 @@ def measure_position(
         paths["ours_from_failure"].failures += not ours.success
         models = models_in(env.stored_run_results(ours.run_id))
         paths["ours_from_failure"].add(models, needed, ours.wall_s, ours.run_s)
+        paths["ours_from_failure"].planned.append(ours.planned_assets)
 
         direct = env.dbt(["build", "--select", *sorted(needed)])
         floor.add(direct.models(), needed, direct.wall_s, None)
@@ -139,6 +143,7 @@ def measure_position(
         paths["ours_from_artifacts"].failures += not artifacts.success
         models = models_in(env.stored_run_results(artifacts.run_id))
         paths["ours_from_artifacts"].add(models, needed, artifacts.wall_s, artifacts.run_s)
+        paths["ours_from_artifacts"].planned.append(artifacts.planned_assets)
 
         retried = env.dbt(["retry", "--vars", "{}"], state=state)
         paths["dbt_retry"].failures += retried.returncode != 0

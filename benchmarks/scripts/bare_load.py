@@ -1,8 +1,7 @@
 """A bare ``@dbt_assets`` over a manifest: the baseline our Definitions' load is compared to.
 
-``python benchmarks/scripts/bare_load.py MANIFEST [--resolve]`` — what the dagster-dbt docs show,
-nothing more: one ``@dbt_assets`` op with the default translator, one ``Definitions``. With
-``--resolve`` the repository is built too (asset graph and jobs), as a code server does.
+``python benchmarks/scripts/bare_load.py MANIFEST`` — what the dagster-dbt docs show, nothing
+more: one ``@dbt_assets`` op with the default translator, one ``Definitions``.
 """
 
 import sys
@@ -23,5 +22,3 @@ defs = Definitions(
     assets=[bare_dbt_models],
     resources={"dbt": DbtCliResource(project_dir=str(manifest.parent.parent))},
 )
-if "--resolve" in sys.argv:
-    defs.get_repository_def()
