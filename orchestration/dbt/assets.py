@@ -20,7 +20,7 @@ from dagster_dbt import dbt_assets
 from pydantic import Field
 
 from orchestration.dbt.invoke import InvocationOutcome, stream_dbt
-from orchestration.dbt.project import load_manifest, manifest_path
+from orchestration.dbt.project import load_manifest
 from orchestration.dbt.recovery import choose_selection
 from orchestration.dbt.translator import LayeredTranslator
 from orchestration.resources import ArtifactStoreResource
@@ -60,10 +60,12 @@ def translator() -> LayeredTranslator:
 
 def build_dbt_assets(settings: Settings) -> Any:
     """The dbt assets for ``settings.dbt_project_dir`` (manifest prepared if stale)."""
-    load_manifest(settings)  # parse when missing or stale
+    # Parsed when missing or stale; the dict is handed to dagster-dbt so the (large) manifest
+    # is read once, not once here and again from the path.
+    manifest = load_manifest(settings)
 
     @dbt_assets(
-        manifest=manifest_path(settings),
+        manifest=manifest,
         dagster_dbt_translator=translator(),
         name=DBT_OP_NAME,
     )
