@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 
 from dagster import AssetKey, Definitions, in_process_executor
 
@@ -19,6 +20,19 @@ from orchestration.settings import load_settings
 
 @functools.cache
 def build_definitions() -> Definitions:
+    """Build once per process. The garbage collector is paused while building: a large
+    manifest allocates millions of long-lived objects, and the collector's repeated passes
+    over them were about half of a 10,000-model load (benchmarks/RESULTS.md, figure 5);
+    they are then frozen out of future collections."""
+    gc.disable()
+    try:
+        return _build_definitions()
+    finally:
+        gc.enable()
+        gc.freeze()
+
+
+def _build_definitions() -> Definitions:
     settings = load_settings()
     manifest = load_manifest(settings)
     dbt_assets_def = build_dbt_assets(settings)
