@@ -1,9 +1,7 @@
 """Each recovery path, with real dbt and a real instance, asserted on the recovery run's own
 stored run_results: exactly the planned models executed, nothing else.
 
-The from-failure path and recovery from stored artifacts also run on a PostgreSQL Dagster
-instance (``BOTH_STORAGES``): they read the most event-log state. The rest stay on SQLite,
-because each pipeline run costs ~20 s and the planner they exercise is storage-agnostic."""
+Every test runs on a SQLite and on a PostgreSQL Dagster instance (``BOTH_STORAGES``)."""
 
 from __future__ import annotations
 
@@ -25,7 +23,8 @@ from orchestration.settings import REPO_ROOT
 from tests.conftest import BOTH_STORAGES, Pipeline, statuses, stored_run_results
 from tests.dbt_graph import all_models, model_descendants
 
-pytestmark = pytest.mark.integration
+# Every scenario on a SQLite and on a PostgreSQL Dagster instance (issue 5).
+pytestmark = [pytest.mark.integration, BOTH_STORAGES]
 
 MIDDLE = "int_deals__converted"
 MART_CHECK_SQL = (
@@ -69,7 +68,6 @@ def plan_json(run_id: str) -> dict:
     return json.loads(out.getvalue())
 
 
-@BOTH_STORAGES
 def test_from_failure_rebuilds_only_the_failed_model_and_its_downstream(
     pipeline: Pipeline,
 ) -> None:
@@ -207,7 +205,6 @@ def test_fail_fast_cut_offs_are_recovered_and_match_dbt_retry(
     assert executed_models(pipeline, recovery.run_id) == planned_models
 
 
-@BOTH_STORAGES
 def test_recover_from_stored_artifacts_of_a_run_through_a_selector_file(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

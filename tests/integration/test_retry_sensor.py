@@ -6,9 +6,7 @@ retry, executes that RunRequest in-process as the daemon would launch it: the im
 with the request's asset selection, tags and run config. What a retry rebuilt is asserted on its
 stored ``run_results.json``. One scenario per test; seven pipeline runs in all (~20 s each).
 
-The transient-retry and budget scenarios also run on a PostgreSQL Dagster instance
-(``BOTH_STORAGES``): between them they cover every batched query the sensor makes and the
-retry chain's bookkeeping; the others would only repeat those queries for another ~20 s each.
+Every scenario runs on a SQLite and on a PostgreSQL Dagster instance (``BOTH_STORAGES``).
 """
 
 from __future__ import annotations
@@ -37,7 +35,8 @@ from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import REPO_ROOT
 from tests.conftest import BOTH_STORAGES, Pipeline, free_port, statuses, stored_run_results
 
-pytestmark = pytest.mark.integration
+# Every scenario on a SQLite and on a PostgreSQL Dagster instance (issue 5).
+pytestmark = [pytest.mark.integration, BOTH_STORAGES]
 
 SENSOR = "retry_failed_assets_sensor"
 MIDDLE_MODEL = "int_deals__converted"
@@ -202,7 +201,6 @@ class CountingStorage:
         return [call for call in self.calls if call.split(".", 1)[1].startswith("get_")]
 
 
-@BOTH_STORAGES
 def test_transient_fault_is_retried_once_rebuilding_only_the_failed_model_and_downstream(
     pipeline: Pipeline, no_backoff: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,7 +280,6 @@ def test_permanent_fault_is_not_retried_and_reported_once(
     assert alert["blocks"][0]["type"] == "header"  # a Slack-compatible body
 
 
-@BOTH_STORAGES
 def test_budget_of_one_is_exhausted_after_one_retry_of_the_weekly_full_refresh(
     pipeline: Pipeline, webhook: WebhookReceiver, no_backoff: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
