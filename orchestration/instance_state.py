@@ -8,7 +8,7 @@ artifact store cannot be read, the plan falls back to the event log alone and sa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,7 +241,3 @@ def plan_for_run(
             warnings=(*plan.warnings, *warnings),
         )
     return plan
-
-
-def chain_root(lineage: Sequence[DagsterRun]) -> str:
-    return lineage[0].run_id

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,10 +64,6 @@ class InvocationRecord:
     files: tuple[str, ...]
     created_at: float
     missing: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return self.label
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -283,17 +278,3 @@ def find_run_results_keys(store: ArtifactStore, run_id: str) -> list[str]:
         for inv in index.invocations
         if "run_results.json" in inv.files and inv.command in {"build", "run", "test", "retry"}
     ]
-
-
-def latest_pointer(store: ArtifactStore) -> dict[str, Any]:
-    try:
-        return json.loads(store.get_bytes(LATEST_KEY))
-    except ArtifactNotFoundError:
-        raise ArtifactNotFoundError(
-            f"{store.describe(LATEST_KEY)} does not exist yet: no dbt invocation has stored "
-            "artifacts in this store. Run `make run` (or any job) first."
-        ) from None
-
-
-def iter_files(folder: Path, names: Iterable[str]) -> list[Path]:
-    return [folder / name for name in names if (folder / name).is_file()]
