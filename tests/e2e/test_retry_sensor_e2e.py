@@ -8,16 +8,14 @@ stored run_results.json).
 
 from __future__ import annotations
 
-import json
 import time
-from collections import deque
 from typing import Any
 
 import pytest
 
 from orchestration.artifacts.store import open_store
-from orchestration.settings import REPO_ROOT
 from tests.conftest import statuses, stored_run_results
+from tests.dbt_graph import model_descendants
 from tests.e2e.conftest import DagsterServices
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -49,20 +47,6 @@ query($key: String!, $value: String!) {
   }
 }
 """
-
-
-def model_descendants(name: str) -> set[str]:
-    """Models downstream of ``name``, from the manifest's child_map (independent of our code)."""
-    data = json.loads((REPO_ROOT / "dbt_project" / "target" / "manifest.json").read_text())
-    start = next(uid for uid in data["nodes"] if uid.startswith("model.") and uid.endswith(name))
-    seen: set[str] = set()
-    queue = deque([start])
-    while queue:
-        for child in data["child_map"].get(queue.popleft(), []):
-            if child.startswith("model.") and child not in seen:
-                seen.add(child)
-                queue.append(child)
-    return {uid.split(".")[-1] for uid in seen}
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +33,7 @@ from orchestration.instance_state import ATTEMPT_TAG, RETRY_OF_TAG, RETRY_ROOT_T
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import REPO_ROOT
 from tests.conftest import BOTH_STORAGES, Pipeline, free_port, statuses, stored_run_results
+from tests.dbt_graph import model_descendants
 
 # Every scenario on a SQLite and on a PostgreSQL Dagster instance (issue 5).
 pytestmark = [pytest.mark.integration, BOTH_STORAGES]
@@ -42,24 +42,6 @@ SENSOR = "retry_failed_assets_sensor"
 MIDDLE_MODEL = "int_deals__converted"
 REPORT_ASSET = "revenue_report"
 ASSET_JOB = "__ASSET_JOB"
-
-
-def manifest() -> dict:
-    return json.loads((REPO_ROOT / "dbt_project" / "target" / "manifest.json").read_text())
-
-
-def model_descendants(name: str) -> set[str]:
-    """Models downstream of ``name``, from the manifest's child_map (independent of our code)."""
-    data = manifest()
-    start = next(uid for uid in data["nodes"] if uid.startswith("model.") and uid.endswith(name))
-    seen: set[str] = set()
-    queue = deque([start])
-    while queue:
-        for child in data["child_map"].get(queue.popleft(), []):
-            if child.startswith("model.") and child not in seen:
-                seen.add(child)
-                queue.append(child)
-    return {uid.split(".")[-1] for uid in seen}
 
 
 @dataclass
