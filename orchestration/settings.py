@@ -34,6 +34,18 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     "AWS_ENDPOINT_URL": ("AWS default", "S3-compatible endpoint (MinIO, moto, …)"),
     "ORCHESTRATION_FAULTS_FILE": ("data/faults.json", "where injected faults are kept"),
+    "ORCHESTRATION_FAULTS_ENABLED": (
+        "0 (`make run/dev/test/bench`: 1)",
+        "1 = fault injection on (a test and demo tool; off in production)",
+    ),
+    "ORCHESTRATION_ARTIFACTS_EXTRA_LOCATIONS": (
+        "empty",
+        "comma-separated path or `s3://` prefixes `retry_from_artifacts` may also read",
+    ),
+    "ORCHESTRATION_DBT_COMMAND_TIMEOUT_SECONDS": (
+        "1800",
+        "timeout of each helper dbt command (`parse`, `deps`, `source freshness`)",
+    ),
     "ORCHESTRATION_DAILY_CRON": ("0 4 * * *", "cron of `daily_pipeline_schedule`"),
     "ORCHESTRATION_WEEKLY_CRON": ("0 5 * * 0", "cron of `weekly_full_refresh_schedule`"),
     "ORCHESTRATION_TIMEZONE": ("UTC", "timezone of both schedules"),
@@ -74,6 +86,9 @@ class Settings:
     duckdb_path: Path
     artifacts_uri: str
     faults_file: Path
+    faults_enabled: bool
+    artifacts_extra_locations: tuple[str, ...]
+    dbt_command_timeout_seconds: float
     daily_cron: str
     weekly_cron: str
     timezone: str
@@ -177,6 +192,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         duckdb_path=_path(env, "DUCKDB_PATH", REPO_ROOT / "data" / "warehouse.duckdb"),
         artifacts_uri=artifacts_uri,
         faults_file=_path(env, "ORCHESTRATION_FAULTS_FILE", REPO_ROOT / "data" / "faults.json"),
+        faults_enabled=_bool(env, "ORCHESTRATION_FAULTS_ENABLED", False),
+        artifacts_extra_locations=tuple(
+            item.strip()
+            for item in (env.get("ORCHESTRATION_ARTIFACTS_EXTRA_LOCATIONS") or "").split(",")
+            if item.strip()
+        ),
+        dbt_command_timeout_seconds=_float(
+            env, "ORCHESTRATION_DBT_COMMAND_TIMEOUT_SECONDS", 1800.0
+        ),
         daily_cron=env.get("ORCHESTRATION_DAILY_CRON") or "0 4 * * *",
         weekly_cron=env.get("ORCHESTRATION_WEEKLY_CRON") or "0 5 * * 0",
         timezone=env.get("ORCHESTRATION_TIMEZONE") or "UTC",
