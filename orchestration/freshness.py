@@ -11,6 +11,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -29,6 +30,7 @@ from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import load_settings
 
 CHECK_NAME = "source_freshness"
+TIMEOUT_SETTING = "ORCHESTRATION_DBT_COMMAND_TIMEOUT_SECONDS"
 
 
 def source_unique_ids(
@@ -41,6 +43,43 @@ def source_unique_ids(
         if key in wanted and source.get("freshness") and source.get("loaded_at_field"):
             result[key] = unique_id
     return result
+
+
+def run_source_freshness(
+    args: list[str], *, env: Mapping[str, str], target: Path, timeout_seconds: float
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Run ``dbt source freshness``; return sources.json's results by unique_id and a problem.
+
+    Never raises: a stale feed or a broken check is worth a warning, not a lost nightly build.
+    The timeout matters because a warehouse that accepts the connection and never answers
+    would otherwise hold the whole run (and its worker) forever.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    problem = ""
+    try:
+        completed = subprocess.run(
+            args,
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout_seconds,
+        )
+        sources_json = target / "sources.json"
+        if sources_json.is_file():
+            for item in json.loads(sources_json.read_text()).get("results", []):
+                results[item["unique_id"]] = item
+        if not results:
+            last = (completed.stdout + completed.stderr).strip().splitlines()[-1:]
+            problem = last[0] if last else f"dbt exited {completed.returncode}"
+    except subprocess.TimeoutExpired:
+        problem = (
+            f"dbt source freshness did not finish within {timeout_seconds:g} s and was "
+            f"stopped; check that the warehouse answers, or raise {TIMEOUT_SETTING}."
+        )
+    except Exception as error:  # never fail the pipeline over freshness
+        problem = f"{type(error).__name__}: {error}"
+    return results, problem
 
 
 def build_freshness_checks(
@@ -95,19 +134,9 @@ def build_freshness_checks(
         if settings.dbt_target:
             args += ["--target", settings.dbt_target]
         env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-        results: dict[str, dict[str, Any]] = {}
-        problem = ""
-        try:
-            completed = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
-            sources_json = target / "sources.json"
-            if sources_json.is_file():
-                for item in json.loads(sources_json.read_text()).get("results", []):
-                    results[item["unique_id"]] = item
-            if not results:
-                problem = (completed.stdout + completed.stderr).strip().splitlines()[-1:]
-                problem = problem[0] if problem else f"dbt exited {completed.returncode}"
-        except Exception as error:  # never fail the pipeline over freshness
-            problem = f"{type(error).__name__}: {error}"
+        results, problem = run_source_freshness(
+            args, env=env, target=target, timeout_seconds=settings.dbt_command_timeout_seconds
+        )
         if target.is_dir():
             report = store_invocation_artifacts(
                 artifacts.open(),
