@@ -54,10 +54,20 @@ def uses_selector_file(selection: Selection, threshold: int) -> bool:
     return selection.unique_ids is not None and len(selection.unique_ids) > threshold
 
 
-def selectors_yaml(values: Sequence[str]) -> str:
-    """A selectors.yml with one selector, the union of ``values`` (JSON is valid YAML)."""
+def selectors_yaml(values: Sequence[str], indirect_selection: str | None = None) -> str:
+    """A selectors.yml with one selector, the union of ``values`` (JSON is valid YAML).
+
+    dbt ignores ``--indirect-selection`` for ``--selector``: a mode other than the default
+    goes on every criterion of the definition instead.
+    """
+    union: list[object] = list(values)
+    if indirect_selection:
+        union = [
+            {"method": method, "value": value, "indirect_selection": indirect_selection}
+            for method, _, value in (v.partition(":") for v in values)
+        ]
     return json.dumps(
-        {"selectors": [{"name": SELECTOR_NAME, "definition": {"union": list(values)}}]},
+        {"selectors": [{"name": SELECTOR_NAME, "definition": {"union": union}}]},
         indent=1,
     )
 
@@ -72,6 +82,7 @@ def build_args(
     fail_fast: bool = False,
     dbt_vars: Mapping[str, Any] | None = None,
     target: str | None = None,
+    indirect_selection: str | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """dbt arguments (without the executable) for one invocation."""
@@ -81,6 +92,8 @@ def build_args(
             args += ["--selector", SELECTOR_NAME]
         else:
             args += ["--select", *selection_values(selection, manifest)]
+            if indirect_selection:
+                args += ["--indirect-selection", indirect_selection]
     if full_refresh:
         args.append("--full-refresh")
     if fail_fast:

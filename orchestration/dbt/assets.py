@@ -15,13 +15,15 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-from dagster import AssetExecutionContext, Config, Output
+from dagster import AssetExecutionContext, AssetsDefinition, Config, Output
 from dagster_dbt import dbt_assets
+from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 from pydantic import Field
 
-from orchestration.dbt.invoke import InvocationOutcome, stream_dbt
+from orchestration.dbt.invoke import InvocationOutcome, stream_staged
 from orchestration.dbt.project import load_manifest
 from orchestration.dbt.recovery import choose_selection
+from orchestration.dbt.stages import Edge, StagePlan, plan_stages
 from orchestration.dbt.translator import LayeredTranslator
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import Settings, load_settings
@@ -58,6 +60,28 @@ def translator() -> LayeredTranslator:
     return LayeredTranslator()
 
 
+def dagster_edges(assets_def: AssetsDefinition) -> list[Edge]:
+    """(producer, consumer) dbt unique_ids of every dependency between two assets of the dbt
+    op in Dagster's resolved graph (sources resolved by table name included)."""
+    uid_by_key = {
+        spec.key: spec.metadata[DAGSTER_DBT_UNIQUE_ID_METADATA_KEY]
+        for spec in assets_def.specs
+        if DAGSTER_DBT_UNIQUE_ID_METADATA_KEY in spec.metadata
+    }
+    return [
+        (uid_by_key[dep.asset_key], uid_by_key[spec.key])
+        for spec in assets_def.specs
+        if spec.key in uid_by_key
+        for dep in spec.deps
+        if dep.asset_key in uid_by_key
+    ]
+
+
+def stage_plan(manifest: dict[str, Any], assets_def: AssetsDefinition) -> StagePlan:
+    """Run order of the op's dbt nodes: dbt's DAG plus the edges only Dagster knows."""
+    return plan_stages(manifest, dagster_edges(assets_def))
+
+
 def build_dbt_assets(settings: Settings) -> Any:
     """The dbt assets for ``settings.dbt_project_dir`` (manifest prepared if stale)."""
     # Parsed when missing or stale; the dict is handed to dagster-dbt so the (large) manifest
@@ -91,8 +115,9 @@ def build_dbt_assets(settings: Settings) -> Any:
             context.log.info("Nothing to run: every selected dbt node already succeeded.")
         else:
             outcome = InvocationOutcome()
-            for event in stream_dbt(
+            for event in stream_staged(
                 context,
+                stages=stage_plan(manifest, context.assets_def),
                 settings=run_settings,
                 manifest=manifest,
                 translator=translator(),

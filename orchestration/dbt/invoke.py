@@ -29,12 +29,14 @@ from typing import Any
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from packaging import version
 
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.artifacts.upload import UploadReport, store_invocation_artifacts
 from orchestration.dbt import argv
 from orchestration.dbt.project import dbt_executable
+from orchestration.dbt.stages import StagePlan
 from orchestration.faults.store import FaultStore
 from orchestration.settings import Settings
 
@@ -87,6 +89,93 @@ def test_models_from_manifest(manifest: Mapping[str, Any]) -> dict[str, str]:
     return result
 
 
+_NOT_DONE_STATUSES = frozenset({"error", "fail", "skipped", "runtime error", "partial success"})
+
+
+def not_done_nodes(
+    run_results: Mapping[str, Any] | None, ran: Sequence[str], manifest: Mapping[str, Any]
+) -> set[str]:
+    """Nodes of one invocation that did not finish: errored or skipped, and the parents of a
+    failed test (dbt skips what depends on them). No run_results: nothing of it is trusted."""
+    if run_results is None:
+        return set(ran)
+    nodes = manifest["nodes"]
+    found: set[str] = set()
+    for result in run_results.get("results", ()):
+        uid = result.get("unique_id", "")
+        if str(result.get("status", "")).lower() not in _NOT_DONE_STATUSES:
+            continue
+        if uid.startswith("test.") and uid in nodes:
+            found |= set((nodes[uid].get("depends_on") or {}).get("nodes") or ())
+        else:
+            found.add(uid)
+    return found
+
+
+def stream_staged(
+    context: AssetExecutionContext,
+    *,
+    stages: StagePlan,
+    selection: argv.Selection,
+    fail_fast: bool = False,
+    outcome: InvocationOutcome,
+    **invocation: Any,
+) -> Iterator[Any]:
+    """``stream_dbt`` once per stage (``orchestration.dbt.stages``), in order.
+
+    A node whose upstream did not finish in an earlier stage is left out of later ones, as
+    dbt itself skips it, and the step fails at the end with the first stage's dbt error; with
+    ``fail_fast`` the first failing stage is the last. One stage: one plain invocation.
+    """
+    if not stages.staged:
+        yield from stream_dbt(
+            context, selection=selection, fail_fast=fail_fast, outcome=outcome, **invocation
+        )
+        return
+    manifest = invocation["manifest"]
+    parts = stages.split(selection.unique_ids, manifest)
+    blocked: set[str] = set()
+    first_error: DagsterDbtCliRuntimeError | None = None
+    outcome.succeeded = True
+    for number, unique_ids in enumerate(parts, 1):
+        runnable = tuple(uid for uid in unique_ids if uid not in blocked)
+        context.log.info(
+            f"dbt stage {number} of {len(parts)}: {len(runnable)} nodes"
+            + (
+                f", {len(unique_ids) - len(runnable)} left out: an upstream did not finish"
+                if len(runnable) < len(unique_ids)
+                else ""
+            )
+        )
+        if not runnable:
+            continue
+        part = InvocationOutcome()
+        try:
+            yield from stream_dbt(
+                context,
+                selection=argv.Selection(runnable),
+                fail_fast=fail_fast,
+                indirect_selection="cautious",
+                outcome=part,
+                **invocation,
+            )
+        except DagsterDbtCliRuntimeError as error:
+            first_error = first_error or error
+        finally:
+            outcome.args, outcome.run_results, outcome.upload = (
+                part.args,
+                part.run_results,
+                part.upload,
+            )
+            outcome.spent_faults += part.spent_faults
+            outcome.succeeded = outcome.succeeded and part.succeeded
+        blocked |= stages.downstream(not_done_nodes(part.run_results, runnable, manifest))
+        if first_error is not None and fail_fast:
+            break
+    if first_error is not None:
+        raise first_error
+
+
 def stream_dbt(
     context: AssetExecutionContext,
     *,
@@ -99,10 +188,11 @@ def stream_dbt(
     full_refresh: bool = False,
     fail_fast: bool = False,
     extra_args: Sequence[str] = (),
+    indirect_selection: str | None = None,
     outcome: InvocationOutcome,
 ) -> Iterator[Any]:
     """Yield the Dagster events of one dbt invocation; store its artifacts no matter what."""
-    faults = FaultStore(settings.faults_file)
+    faults = FaultStore.for_runs(settings)  # a no-op unless ORCHESTRATION_FAULTS_ENABLED=1
     dbt_vars = faults.dbt_vars()
     run_id = context.run.run_id
     label = f"{context.op_execution_context.op.name}-{uuid.uuid4().hex[:8]}"
@@ -116,12 +206,15 @@ def stream_dbt(
         fail_fast=fail_fast,
         dbt_vars=dbt_vars,
         target=settings.dbt_target,
+        indirect_selection=indirect_selection,
         extra=extra_args,
     )
     outcome.args = args
     use_selector = argv.uses_selector_file(selection, settings.selector_threshold)
     selectors = (
-        argv.selectors_yaml(argv.selection_values(selection, manifest)) if use_selector else ""
+        argv.selectors_yaml(argv.selection_values(selection, manifest), indirect_selection)
+        if use_selector
+        else ""
     )
     if dbt_vars:
         context.log.warning(f"Injected faults are active for this invocation: {dbt_vars}")
