@@ -15,6 +15,7 @@ from typing import Any
 from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.tags import RESUME_RETRY_TAG
 from dagster_dbt import DagsterDbtTranslator
 
 from orchestration.artifacts.run_results import RunResults, merge_run_results, parse_run_results
@@ -37,6 +38,8 @@ ROOT_RUN_TAG = "dagster/root_run_id"
 RETRY_OF_TAG = "orchestration/retry_of"
 RETRY_ROOT_TAG = "orchestration/retry_root"
 ATTEMPT_TAG = "orchestration/attempt"
+CARRIED_OVER_METADATA_KEY = "orchestration/carried_over_from"
+"""Set by our dbt op on an Output it yields for an asset it carried over, not rebuilt."""
 
 _RUN_STATUS = {
     DagsterRunStatus.SUCCESS: RunStatus.SUCCESS,
@@ -146,6 +149,7 @@ def run_outcome(
     materialized: set[str] = set()
     checks: dict[tuple[str, str], CheckOutcome] = {}
     failed_steps: set[str] = set()
+    carried_over = False
     for entry in instance.all_logs(run.run_id, of_type=_EVENT_TYPES):
         event = entry.dagster_event
         if event is None:
@@ -154,6 +158,8 @@ def run_outcome(
             planned.add(event.asset_key.to_user_string())
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             materialized.add(event.asset_key.to_user_string())
+            metadata = getattr(event.event_specific_data.materialization, "metadata", None)
+            carried_over = carried_over or CARRIED_OVER_METADATA_KEY in (metadata or {})
         elif event.event_type == DagsterEventType.STEP_FAILURE and event.step_key:
             failed_steps.add(event.step_key)
         elif event.event_type in (
@@ -173,7 +179,7 @@ def run_outcome(
                 )
             else:
                 # A WARN-severity result (dbt "warn" on an error-severity test) did not cross
-                # the error threshold: DESIGN.md's rule treats it as passed.
+                # the error threshold: the rule treats it as passed.
                 passed = data.passed or data.severity == AssetCheckSeverity.WARN
                 checks[(asset, check_key.name)] = CheckOutcome(
                     asset,
@@ -191,6 +197,9 @@ def run_outcome(
         checks=tuple(checks.values()),
         dbt_results=stored.results,
         failed_steps_assets=frozenset(_step_assets(asset_graph, failed_steps)),
+        # The UI's From failure, or any run in which our op carried an asset over: it ran the
+        # chain's plan, so what it selected but carried over is not its to decide.
+        resumes_chain=run.tags.get(RESUME_RETRY_TAG) == "true" or carried_over,
     )
     return outcome, stored.warnings
 
@@ -222,7 +231,8 @@ def plan_for_run(
     store: ArtifactStore | None,
     graph: AssetGraph | None = None,
 ) -> RetryPlan:
-    """The retry plan for ``run_id`` and its chain (the rule in DESIGN.md)."""
+    """The retry plan for ``run_id`` and its chain: the latest run that planned an asset
+    decides it (``orchestration.recovery.plan``)."""
     lineage = run_lineage(instance, run_id)
     outcomes: list[RunOutcome] = []
     warnings: list[str] = []

@@ -89,6 +89,10 @@ class RunOutcome:
     """run_results.json of the run's dbt invocation(s), merged, if stored."""
     failed_steps_assets: frozenset[str] = frozenset()
     """Non-dbt assets whose step errored: dbt's own errors come from ``dbt_results``."""
+    resumes_chain: bool = False
+    """A *From failure* re-execution of the runs before it in its chain: Dagster planned every
+    asset of its steps, but our dbt op rebuilt only the chain's plan and carried the rest over.
+    The planner then leaves the carried-over assets to the earlier runs that decided them."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -99,6 +103,7 @@ class RunOutcome:
             "checks": [check.to_dict() for check in self.checks],
             "dbt_results": None if self.dbt_results is None else self.dbt_results.to_dict(),
             "failed_steps_assets": sorted(self.failed_steps_assets),
+            "resumes_chain": self.resumes_chain,
         }
 
     @classmethod
@@ -119,6 +124,7 @@ class RunOutcome:
                 else RunResults.from_dict(dbt_results, source=f"run {data['run_id']}")
             ),
             failed_steps_assets=_keys(data.get("failed_steps_assets")),
+            resumes_chain=bool(data.get("resumes_chain", False)),
         )
 
 

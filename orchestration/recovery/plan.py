@@ -1,11 +1,15 @@
 """The retry planner: which assets to re-run after a failure, and why.
 
-The rule (docs: DESIGN.md, "The rule of what gets re-run"): for a failed run, or the chain
-root → retry → retry …, re-run every asset the root planned that no run of the chain materialized
-with all its blocking checks passing in that same run, plus what lies downstream of those within
-the root's plan; never re-run an asset that succeeded anywhere in the chain. Warn-severity checks
-never trigger a re-run. That is Dagster's ``FROM_ASSET_FAILURE`` and a superset of ``dbt retry``
-(which re-runs a failed test but not the model it tests).
+The rule (the README's "The rule, and where we differ on purpose"): for a failed run, or the
+chain root → retry → retry …, the *latest* run of the chain that planned an asset decides it. The
+asset is done only if that run materialized it with all its blocking checks passing in that same
+run; otherwise it is re-run, and so is everything below it within the root's plan (what a later
+run built on top of an asset that is not done was built on stale or missing data). An earlier
+success does not count once a later run that planned the asset failed it: an *All steps*
+re-execution that breaks a model must re-run that model, not carry over the older build.
+Warn-severity checks never trigger a re-run. For a single run that is Dagster's
+``FROM_ASSET_FAILURE`` and a superset of ``dbt retry`` (which re-runs a failed test but not the
+model it tests).
 
 Each planned asset carries a ``Reason`` taken from the latest run of the chain that planned it,
 so people reading a plan (CLI, run tags, sensor skip reasons) see why it is there.
@@ -71,7 +75,8 @@ class Reason(StrEnum):
     NOT_REACHED = "not_reached"
     """Planned, no result at all: the run died, was killed or was canceled first."""
     DOWNSTREAM = "downstream"
-    """(Asset-state planning) not failed itself, but downstream of a failure."""
+    """Not failed itself (or finished by the latest run that planned it), but downstream of a
+    failure: the sensor's whole-graph downstream, or a chain asset built on one not done."""
 
 
 _CAUSING_REASONS = frozenset({Reason.ERRORED, Reason.CHECK_FAILED})
@@ -270,35 +275,14 @@ def plan_run_chain(
             f"{len(gone)} assets planned by run {root.run_id} are no longer in the asset graph "
             f"and are left out: {_preview(gone)}"
         )
-    views = [_RunView(run, index) for run in chain]
+    views, latest_position = _chain_views(graph, chain, index, scope)
     if index is None and (with_dbt := [run.run_id for run in chain if run.dbt_results]):
         warnings.append(
             f"runs {', '.join(with_dbt)} have dbt run_results but no dbt node index was given; "
             "reasons come from the event log only"
         )
 
-    succeeded_in: dict[str, str] = {}
-    for view in views:
-        for key in view.succeeded & scope:
-            succeeded_in[key] = view.run.run_id  # the latest success wins
-    # No separate "plus downstream" step: whatever lies below a failure within the scope either
-    # did not succeed anywhere (so it is already here) or did, and the rule never re-runs that.
-    to_rerun = scope - succeeded_in.keys()
-
-    # Reasons come from the latest run that planned the asset: it saw the freshest failure.
-    keys_by_view: dict[int, set[str]] = {}
-    unassigned = set(to_rerun)
-    for position in range(len(views) - 1, -1, -1):
-        if not unassigned:
-            break
-        mine = unassigned & views[position].run.planned
-        if mine:
-            keys_by_view[position] = mine
-            unassigned -= mine
-
-    planned: dict[str, PlannedAsset] = {}
-    for position, keys in keys_by_view.items():
-        planned.update(views[position].explain(keys, graph))
+    planned = _plan_latest_outcomes(graph, views, latest_position, scope)
 
     unknown: dict[str, UnknownNode] = {}
     reported_by: list[str] = []
@@ -317,12 +301,81 @@ def plan_run_chain(
         parent_run_id=chain[-1].run_id,
         assets=tuple(planned[key] for key in graph.topological_order(planned)),
         carried_over=tuple(
-            CarriedOver(key=key, run_id=succeeded_in[key])
-            for key in graph.topological_order(succeeded_in)
+            CarriedOver(key=key, run_id=views[latest_position[key]].run.run_id)
+            for key in graph.topological_order(latest_position.keys() - planned.keys())
         ),
         unknown_nodes=tuple(unknown.values()),
         warnings=tuple(warnings),
     )
+
+
+def _chain_views(
+    graph: AssetGraph,
+    chain: Sequence[RunOutcome],
+    index: DbtNodeIndex | None,
+    scope: frozenset[str],
+) -> tuple[list[_RunView], dict[str, int]]:
+    """One view per run, and for every key in scope the position of the latest run planning it.
+
+    A run that ``resumes_chain`` planned what it carried over without deciding it: those keys
+    (the plan of the runs before it left them out) stay with the runs that decided them, unless
+    their step failed in this run after all.
+    """
+    views: list[_RunView] = []
+    latest_position: dict[str, int] = {}
+    for run in chain:
+        if run.resumes_chain and views:
+            not_done, below = _rerun_keys(graph, views, latest_position, scope)
+            kept = scope - not_done - below - run.failed_steps_assets
+            run = replace(run, planned=run.planned - kept)
+        for key in run.planned & scope:
+            latest_position[key] = len(views)  # later runs overwrite earlier ones
+        views.append(_RunView(run, index))
+    return views, latest_position
+
+
+def _rerun_keys(
+    graph: AssetGraph,
+    views: Sequence[_RunView],
+    latest_position: Mapping[str, int],
+    scope: frozenset[str],
+) -> tuple[set[str], set[str]]:
+    """(keys their latest planning run did not finish, the keys below those within scope)."""
+    not_done = {key for key, at in latest_position.items() if key not in views[at].succeeded}
+    below = graph.downstream(not_done, within=scope, include_self=False) - not_done
+    return not_done, below
+
+
+def _plan_latest_outcomes(
+    graph: AssetGraph,
+    views: Sequence[_RunView],
+    latest_position: Mapping[str, int],
+    scope: frozenset[str],
+) -> dict[str, PlannedAsset]:
+    """The planned assets of a chain: the latest run that planned a key decides it.
+
+    Never an earlier success: a key its latest planning run did not finish is re-run with that
+    run's reason (it saw the freshest failure). A key its latest run finished but that lies
+    below a key not done (within the scope) is re-run as DOWNSTREAM, naming the nearest ones:
+    it was built on stale or missing data.
+    """
+    not_done, below = _rerun_keys(graph, views, latest_position, scope)
+    keys_by_view: dict[int, set[str]] = {}
+    for key in not_done:
+        keys_by_view.setdefault(latest_position[key], set()).add(key)
+    planned: dict[str, PlannedAsset] = {}
+    for position, keys in keys_by_view.items():
+        planned.update(views[position].explain(keys, graph))
+
+    causes = graph.nearest_ancestors_in(below, starts=not_done) if below else {}
+    described: dict[frozenset[str], tuple[str, tuple[str, ...]]] = {}  # shared by many keys
+    for key in below:
+        found = causes.get(key, frozenset())
+        if found not in described:
+            described[found] = (f"downstream of failed {_preview(found)}", tuple(sorted(found)))
+        detail, caused_by = described[found]
+        planned[key] = PlannedAsset(key, Reason.DOWNSTREAM, detail, caused_by, None)
+    return planned
 
 
 def plan_from_run_results(

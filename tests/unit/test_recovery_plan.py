@@ -11,6 +11,7 @@ report below it, so dbt and non-dbt assets meet in one plan:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -355,9 +356,37 @@ def test_a_third_retry_takes_each_reason_from_the_latest_run_that_planned_it() -
     assert (assets[GAMMA_B].reason, assets[GAMMA_B].run_id) == (Reason.UPSTREAM_FAILED, "r1")
 
 
-def test_an_asset_that_succeeded_anywhere_in_the_chain_is_not_re_run() -> None:
-    # Regression: a later run that rebuilt an upstream (and failed on it) does not
-    # "un-succeed" a downstream it did not plan.
+def test_the_latest_run_decides_an_all_steps_re_execution_that_broke_a_model() -> None:
+    # Issue 11, item 1: r1 built alpha and beta_a, gamma_a errored; r2 re-ran all steps and
+    # beta_a errored there. beta_a's latest outcome is r2's error: re-run it, and gamma_a on it.
+    root = run(
+        "r1",
+        materialized={RAW, ALPHA, BETA_A, BETA_B, GAMMA_B},
+        dbt_results=dbt(gamma_a="error"),
+    )
+    all_steps = run(
+        "r2",
+        materialized={RAW, ALPHA, BETA_B, GAMMA_B},
+        dbt_results=dbt(beta_a=("error", "warehouse timeout"), gamma_a="skipped"),
+    )
+
+    plan = plan_run_chain(GRAPH, [root, all_steps], index=INDEX)
+
+    assets = by_key(plan)
+    assert plan.keys == {BETA_A, GAMMA_A, REPORT}
+    assert (assets[BETA_A].reason, assets[BETA_A].detail) == (Reason.ERRORED, "warehouse timeout")
+    assert assets[BETA_A].run_id == "r2"
+    assert (assets[GAMMA_A].reason, assets[GAMMA_A].caused_by) == (
+        Reason.UPSTREAM_FAILED,
+        (BETA_A,),
+    )
+    carried = {carried.key: carried.run_id for carried in plan.carried_over}
+    assert carried == {RAW: "r2", ALPHA: "r2", BETA_B: "r2", GAMMA_B: "r2"}
+
+
+def test_a_later_run_that_failed_an_upstream_re_runs_what_an_earlier_run_built_on_it() -> None:
+    # r2 rebuilt only one branch and beta_a errored in it: the report r1 built on the old
+    # beta_a lies below a failure within the root's scope, so it is re-run too.
     root = run(
         "r1",
         materialized={RAW, ALPHA, BETA_A, BETA_B, GAMMA_B, REPORT},
@@ -372,9 +401,57 @@ def test_an_asset_that_succeeded_anywhere_in_the_chain_is_not_re_run() -> None:
 
     plan = plan_run_chain(GRAPH, [root, retry], index=INDEX)
 
-    assert plan.keys == {GAMMA_A}
-    assert by_key(plan)[GAMMA_A].reason is Reason.UPSTREAM_FAILED
-    assert {carried.key for carried in plan.carried_over} == ALL - {GAMMA_A}
+    assets = by_key(plan)
+    assert [asset.key for asset in plan.assets] == [BETA_A, GAMMA_A, REPORT]
+    assert (assets[BETA_A].reason, assets[BETA_A].run_id) == (Reason.ERRORED, "r2")
+    assert assets[REPORT] == PlannedAsset(
+        REPORT, Reason.DOWNSTREAM, "downstream of failed model_gamma_a", (GAMMA_A,), None
+    )
+    assert {carried.key for carried in plan.carried_over} == {RAW, ALPHA, BETA_B, GAMMA_B}
+
+
+def test_a_step_that_succeeded_on_a_still_failed_upstream_is_re_run() -> None:
+    # Someone re-executed gamma_a's step alone: it "succeeded" on the beta_a that r1 failed to
+    # build, whose latest outcome is still r1's error.
+    root = run("r1", materialized={RAW, ALPHA, BETA_B, GAMMA_B}, dbt_results=dbt(beta_a="error"))
+    step = run(
+        "r2",
+        planned=frozenset({GAMMA_A}),
+        status=RunStatus.SUCCESS,
+        materialized={GAMMA_A},
+        dbt_results=dbt(gamma_a="success"),
+    )
+
+    plan = plan_run_chain(GRAPH, [root, step], index=INDEX)
+
+    assets = by_key(plan)
+    assert plan.keys == {BETA_A, GAMMA_A, REPORT}
+    assert (assets[BETA_A].reason, assets[BETA_A].run_id) == (Reason.ERRORED, "r1")
+    assert (assets[GAMMA_A].reason, assets[GAMMA_A].caused_by) == (Reason.DOWNSTREAM, (BETA_A,))
+    assert (assets[REPORT].reason, assets[REPORT].run_id) == (Reason.UPSTREAM_FAILED, "r1")
+
+
+def test_a_from_failure_run_leaves_what_it_carried_over_to_the_runs_that_decided_it() -> None:
+    # r2 (All steps) broke beta_a; r3, the UI's From failure, selected every asset of the dbt
+    # step but ran only the plan {beta_a, gamma_a, report} and was killed before beta_a built.
+    root = run("r1", materialized=ALL - {GAMMA_A, REPORT}, dbt_results=dbt(gamma_a="error"))
+    all_steps = run(
+        "r2",
+        materialized=ALL - {BETA_A, GAMMA_A, REPORT},
+        dbt_results=dbt(beta_a="error", gamma_a="skipped"),
+    )
+    from_failure = replace(
+        run("r3", materialized=set(), status=RunStatus.CANCELED), resumes_chain=True
+    )
+
+    plan = plan_run_chain(GRAPH, [root, all_steps, from_failure], index=INDEX)
+
+    assets = by_key(plan)
+    assert plan.keys == {BETA_A, GAMMA_A, REPORT}
+    assert {assets[key].reason for key in plan.keys} == {Reason.NOT_REACHED}
+    assert {assets[key].run_id for key in plan.keys} == {"r3"}
+    carried = {carried.key: carried.run_id for carried in plan.carried_over}
+    assert carried == {RAW: "r2", ALPHA: "r2", BETA_B: "r2", GAMMA_B: "r2"}
 
 
 def test_a_retry_that_planned_more_than_the_root_does_not_widen_the_scope() -> None:
@@ -394,7 +471,8 @@ def test_a_retry_that_planned_more_than_the_root_does_not_widen_the_scope() -> N
 
 def test_a_successful_chain_plans_nothing() -> None:
     root = run("r1", materialized={RAW, ALPHA}, failed_steps={BETA_A})
-    retry = run("r2", materialized=ALL - {RAW, ALPHA}, status=RunStatus.SUCCESS)
+    rest = ALL - {RAW, ALPHA}
+    retry = run("r2", planned=rest, materialized=rest, status=RunStatus.SUCCESS)
 
     plan = plan_run_chain(GRAPH, [root, retry])
 
