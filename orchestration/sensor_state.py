@@ -238,7 +238,7 @@ def read_tick_state(
         ):
             failed[key] = FailedAsset(key, run_id, FailureKind.UNMATERIALIZED)
 
-    check_failures: dict[str, dict[FailureKind, list[tuple[str, str]]]] = {}
+    check_failures: dict[str, dict[FailureKind, list[tuple[float, str, str]]]] = {}
     for check_key, execution in executions.items():
         key = check_key.asset_key.to_user_string()
         if key in failed or key in in_flight_assets or materialized_in.get(key) is None:
@@ -257,14 +257,20 @@ def read_tick_state(
         else:
             continue
         by_kind = check_failures.setdefault(key, {})
-        by_kind.setdefault(kind, []).append((check_key.name, execution.run_id))
+        by_kind.setdefault(kind, []).append(
+            (_evaluated_at(execution), check_key.name, execution.run_id)
+        )
     for key, by_kind in check_failures.items():
         # A check that failed says more than one that never ran.
         kind = next(
             k for k in (FailureKind.CHECK_FAILED, FailureKind.CHECK_NOT_EXECUTED) if k in by_kind
         )
-        found = sorted(by_kind[kind])
-        failed[key] = FailedAsset(key, found[-1][1], kind, tuple(name for name, _ in found))
+        found = by_kind[kind]
+        # The failure belongs to the latest run that evaluated the asset's blocking checks:
+        # that run decides the asset's failure chain and the evidence its retry is judged by.
+        latest_run = max(found)[2]
+        names = tuple(sorted(name for _, name, _ in found))
+        failed[key] = FailedAsset(key, latest_run, kind, names)
 
     for key in in_flight_assets:
         failed.pop(key, None)
@@ -298,6 +304,13 @@ def latest_check_executions(instance: DagsterInstance, check_keys: Sequence[Any]
             if summary.last_check_execution_record is not None
         }
     return {key: record for key, record in latest(list(check_keys)).items() if key in wanted}
+
+
+def _evaluated_at(execution: Any) -> float:
+    """When a check execution last changed (its evaluation, or its planning if it never ran)."""
+    if execution.event is not None:
+        return float(execution.event.timestamp)
+    return float(getattr(execution, "create_timestamp", 0.0) or 0.0)
 
 
 def _warn_only(execution: Any) -> bool:
