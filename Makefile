@@ -8,6 +8,10 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: install run test dev bench bench-quick lint
 
+# Fault injection (`python -m orchestration faults ...`) is a test and demo tool, off unless
+# enabled; the commands that demo, test or measure recovery turn it on. deploy/ leaves it off.
+run test dev bench bench-quick: export ORCHESTRATION_FAULTS_ENABLED = 1
+
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -127,6 +127,8 @@ class BenchEnv:
             "DBT_THREADS": str(DBT_THREADS),
             "ORCHESTRATION_ARTIFACTS_URI": str(self.artifacts_dir),
             "ORCHESTRATION_FAULTS_FILE": str(self.faults_file),
+            # Benchmarks inject faults to make runs fail; fault injection is off by default.
+            "ORCHESTRATION_FAULTS_ENABLED": "1",
             "ORCHESTRATION_UPLOAD_BACKOFF_SECONDS": "0.05",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DAGSTER_DISABLE_TELEMETRY": "1",

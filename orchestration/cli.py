@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_faults(args: argparse.Namespace) -> int:
     from orchestration.faults.store import FaultStore
 
-    store = FaultStore(load_settings().faults_file)
+    store = FaultStore.from_settings(load_settings())
     if args.faults_command == "inject":
         fault = store.inject(
             args.model,

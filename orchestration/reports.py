@@ -38,7 +38,7 @@ def build_report_asset(
     )
     def revenue_report(context: AssetExecutionContext) -> dict[str, Any]:
         run_settings = load_settings()
-        FaultStore(run_settings.faults_file).fire_python_fault(REPORT_ASSET)
+        FaultStore.from_settings(run_settings).fire_python_fault(REPORT_ASSET)
         columns, rows = read_rows(
             warehouse_target(run_settings), f"select * from {relation} limit {PREVIEW_ROWS}"
         )

@@ -143,6 +143,8 @@ def make_pipeline(
     monkeypatch.setenv("DUCKDB_PATH", str(env.duckdb_path))
     monkeypatch.setenv("ORCHESTRATION_ARTIFACTS_URI", env.artifacts_uri)
     monkeypatch.setenv("ORCHESTRATION_FAULTS_FILE", str(env.faults_file))
+    # Fault injection is off by default (production); the tests make runs fail with it.
+    monkeypatch.setenv("ORCHESTRATION_FAULTS_ENABLED", "1")
     monkeypatch.setenv("ORCHESTRATION_UPLOAD_BACKOFF_SECONDS", "0.05")
     monkeypatch.setenv("ORCHESTRATION_UPLOAD_ATTEMPTS", "2")
     # `dbt source freshness` costs a dbt start-up (~5 s) per run; the test that checks it

@@ -192,7 +192,7 @@ def stream_dbt(
     outcome: InvocationOutcome,
 ) -> Iterator[Any]:
     """Yield the Dagster events of one dbt invocation; store its artifacts no matter what."""
-    faults = FaultStore.for_runs(settings)  # a no-op unless ORCHESTRATION_FAULTS_ENABLED=1
+    faults = FaultStore.from_settings(settings)  # a no-op unless ORCHESTRATION_FAULTS_ENABLED=1
     dbt_vars = faults.dbt_vars()
     run_id = context.run.run_id
     label = f"{context.op_execution_context.op.name}-{uuid.uuid4().hex[:8]}"

@@ -20,9 +20,12 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from orchestration.errors import FaultError
+
+if TYPE_CHECKING:
+    from orchestration.settings import Settings
 
 FaultTarget = Literal["model", "test"]
 
@@ -57,9 +60,23 @@ def default_message(model: str, *, target: FaultTarget, transient: bool) -> str:
     return f"permission denied for table {model} (injected permanent fault)"
 
 
+ENABLE_SETTING = "ORCHESTRATION_FAULTS_ENABLED"
+"""Fault injection is a test and demo tool: runs ignore the faults file unless this is 1."""
+
+
 class FaultStore:
-    def __init__(self, path: Path) -> None:
+    """The faults file. ``enabled=False`` (production) makes every run-side reader
+    (``dbt_vars``, ``record_invocation``, ``fire_python_fault``) a no-op that never opens the
+    file, so nobody who can write it can make production runs fail."""
+
+    def __init__(self, path: Path, *, enabled: bool = True) -> None:
         self.path = path
+        self.enabled = enabled
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FaultStore:
+        """The store as runs see it: off unless ``ORCHESTRATION_FAULTS_ENABLED=1``."""
+        return cls(settings.faults_file, enabled=settings.faults_enabled)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
@@ -104,6 +121,13 @@ class FaultStore:
         target: FaultTarget = "model",
         message: str | None = None,
     ) -> Fault:
+        if not self.enabled:
+            raise FaultError(
+                f"Fault injection is off, so runs would ignore this fault. It is a test and demo "
+                f"tool: set {ENABLE_SETTING}=1 in the environment of this command and of the "
+                "processes that run jobs (`make run`, `make dev`, `make test` and `make bench` "
+                f"set it; `export {ENABLE_SETTING}=1` in a shell), then inject again."
+            )
         if times is not None and times < 1:
             raise FaultError("--times must be at least 1 (omit it for a permanent fault).")
         if not model or any(c in model for c in "'\"\\\n"):
@@ -135,7 +159,7 @@ class FaultStore:
         Counts a transient fault down before raising, since a Python step that raised has
         certainly executed. Cheap when no fault file exists (one ``stat``).
         """
-        if not self.path.is_file():
+        if not self.enabled or not self.path.is_file():
             return
         message: str | None = None
         with self._locked() as data:
@@ -151,7 +175,7 @@ class FaultStore:
 
     def dbt_vars(self) -> dict[str, dict[str, str]]:
         """The ``--vars`` entries for the active faults; empty when none is set."""
-        if not self.path.is_file():
+        if not self.enabled or not self.path.is_file():
             return {}
         model_faults: dict[str, str] = {}
         test_faults: dict[str, str] = {}
@@ -176,7 +200,7 @@ class FaultStore:
         (from the manifest), so a test fault counts only when that model's test failed.
         """
         test_models = test_models or {}
-        if not run_results or not self.path.is_file():
+        if not self.enabled or not run_results or not self.path.is_file():
             return []
         fired_models: set[str] = set()
         fired_tests: set[str] = set()

@@ -124,6 +124,8 @@ def start_services(pipeline: Pipeline) -> Iterator[DagsterServices]:
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "DAGSTER_HOME": str(pipeline.dagster_home),
         "PYTHONUNBUFFERED": "1",
+        # The UI tests make runs fail through injected faults (off by default).
+        "ORCHESTRATION_FAULTS_ENABLED": "1",
     }
     log_dir = pipeline.root / "service_logs"
     log_dir.mkdir(exist_ok=True)
