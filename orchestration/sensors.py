@@ -295,16 +295,9 @@ def run_retry_tick(
             outcome.lines.append(line)
             continue
 
-        # LAUNCH
-        existing = [run for run in retries.get(root, ()) if run.attempt >= decision.attempt]
-        if existing:
-            run_key = retry_run_key(root, decision.attempt)
-            cursor = cursor.with_handled(latest.run_id, run_key)
-            outcome.lines.append(
-                f"{name}: attempt {decision.attempt} already exists as run "
-                f"{existing[0].run_id[:SHORT_ID_CHARS]}; not launching it again"
-            )
-            continue
+        # LAUNCH. No check for an existing run of this attempt here: ``chain.attempt`` is the
+        # highest attempt among every retry of the root in the instance (``read_chain_runs``),
+        # so ``decision.attempt`` is always a new one — that is the one place attempts are counted.
         states = asset_states(
             (chain.failed[key] for key in seeds),
             evidence=evidence_for(chain.failed_run_ids),
