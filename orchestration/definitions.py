@@ -7,7 +7,7 @@ import gc
 
 from dagster import AssetKey, Definitions, in_process_executor
 
-from orchestration.dbt.assets import build_dbt_assets
+from orchestration.dbt.assets import DBT_OP_NAME, build_dbt_assets, stage_plan
 from orchestration.dbt.project import load_manifest
 from orchestration.freshness import build_freshness_checks
 from orchestration.ingest.assets import build_ingest_assets
@@ -48,7 +48,7 @@ def _build_definitions() -> Definitions:
     report = build_report_asset(settings, models)
     from orchestration.sensors import build_sensors
 
-    return Definitions(
+    defs = Definitions(
         assets=[*ingest, dbt_assets_def, *([report] if report else [])],
         asset_checks=build_freshness_checks(manifest, ingested)
         if settings.source_freshness
@@ -64,6 +64,17 @@ def _build_definitions() -> Definitions:
             "io_manager": build_io_manager(settings),
         },
     )
+    check_run_order(defs, manifest)
+    return defs
+
+
+def check_run_order(defs: Definitions, manifest: dict) -> None:
+    """Fail the load, naming both nodes, when Dagster's resolved lineage and dbt's DAG are
+    cyclic together: no order of dbt invocations could then build the project
+    (``orchestration.dbt.stages``)."""
+    for assets_def in defs.resolve_asset_graph().assets_defs:
+        if assets_def.node_def.name == DBT_OP_NAME:
+            stage_plan(manifest, assets_def)
 
 
 def __getattr__(name: str) -> Definitions:

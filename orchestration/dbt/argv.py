@@ -37,6 +37,10 @@ class Selection:
 
 def node_selector_value(unique_id: str, manifest: Mapping[str, Any]) -> str:
     """The dbt selector that picks exactly this node: ``fqn:`` is unique per node."""
+    resource_type = unique_id.split(".", 1)[0]
+    if resource_type in {"exposure", "saved_query"}:
+        # Not in nodes/sources; their names are unique per project.
+        return f"{resource_type}:{unique_id.rsplit('.', 1)[-1]}"
     node = manifest["nodes"].get(unique_id) or manifest.get("sources", {}).get(unique_id)
     if node is None:
         raise KeyError(unique_id)

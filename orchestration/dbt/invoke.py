@@ -127,13 +127,13 @@ def stream_staged(
     dbt itself skips it, and the step fails at the end with the first stage's dbt error; with
     ``fail_fast`` the first failing stage is the last. One stage: one plain invocation.
     """
-    if not stages.staged:
+    manifest = invocation["manifest"]
+    parts = stages.split(selection.unique_ids, manifest) if stages.staged else []
+    if len(parts) <= 1:
         yield from stream_dbt(
             context, selection=selection, fail_fast=fail_fast, outcome=outcome, **invocation
         )
         return
-    manifest = invocation["manifest"]
-    parts = stages.split(selection.unique_ids, manifest)
     blocked: set[str] = set()
     first_error: DagsterDbtCliRuntimeError | None = None
     outcome.succeeded = True

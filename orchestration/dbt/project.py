@@ -18,11 +18,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from orchestration.errors import ConfigurationError
 from orchestration.settings import Settings
 
 PROJECT_SOURCE_DIRS = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
-PROJECT_SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "selectors.yml")
+PROJECT_SOURCE_FILES = (
+    "dbt_project.yml",
+    "profiles.yml",
+    "selectors.yml",
+    "packages.yml",
+    "dependencies.yml",
+)
 
 
 def dbt_executable() -> str:
@@ -70,31 +78,112 @@ def manifest_is_stale(settings: Settings) -> bool:
     return _newest_source_mtime(settings.dbt_project_dir) > path.stat().st_mtime
 
 
+def declared_packages(project_dir: Path) -> list[str]:
+    """Names of the packages ``packages.yml`` (or ``dependencies.yml``) declares."""
+    names: list[str] = []
+    for file_name in ("packages.yml", "dependencies.yml"):
+        path = project_dir / file_name
+        if not path.is_file():
+            continue
+        document = yaml.safe_load(path.read_text()) or {}
+        for entry in document.get("packages") or ():
+            if isinstance(entry, dict):
+                name = entry.get("package") or entry.get("git") or entry.get("local") or "?"
+                names.append(str(name))
+    return names
+
+
+def packages_install_dir(project_dir: Path) -> Path:
+    config = yaml.safe_load((project_dir / "dbt_project.yml").read_text()) or {}
+    return project_dir / str(config.get("packages-install-path") or "dbt_packages")
+
+
+def packages_missing(project_dir: Path) -> bool:
+    """Fewer installed packages than declared: what makes dbt refuse to parse."""
+    declared = declared_packages(project_dir)
+    if not declared:
+        return False
+    folder = packages_install_dir(project_dir)
+    installed = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    return len(installed) < len(declared)
+
+
+def _run_dbt(settings: Settings, command: str, *extra: str) -> subprocess.CompletedProcess:
+    """One helper dbt command (parse, deps) with the project's flags and a timeout."""
+    env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    args = [dbt_executable(), command, "--project-dir", str(settings.dbt_project_dir)]
+    args += ["--profiles-dir", str(settings.dbt_profiles_dir), *extra]
+    if settings.dbt_target:
+        args += ["--target", settings.dbt_target]
+    timeout = settings.dbt_command_timeout_seconds
+    try:
+        return subprocess.run(
+            args, env=env, capture_output=True, text=True, check=False, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigurationError(
+            f"`dbt {command}` for {settings.dbt_project_dir} did not finish within {timeout:.0f}s "
+            "(ORCHESTRATION_DBT_COMMAND_TIMEOUT_SECONDS); raise the limit or find what it waits "
+            "for (a locked warehouse file, an unreachable host)."
+        ) from None
+
+
+def _tail(completed: subprocess.CompletedProcess, lines: int = 15) -> str:
+    return "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-lines:])
+
+
+def install_packages(settings: Settings) -> None:
+    """``dbt deps`` for a project whose packages are declared but not installed."""
+    project_dir = settings.dbt_project_dir
+    packages = ", ".join(declared_packages(project_dir))
+    started = time.monotonic()
+    completed = _run_dbt(settings, "deps")
+    if completed.returncode == 0:
+        print(
+            f"Installed dbt packages ({packages}) in {time.monotonic() - started:.1f}s",
+            file=sys.stderr,
+        )
+        return
+    output = completed.stdout + completed.stderr
+    folder = packages_install_dir(project_dir)
+    if any(marker in output for marker in _OFFLINE_MARKERS):
+        raise ConfigurationError(
+            f"`dbt deps` could not reach a package hub to install {packages} for "
+            f"{project_dir}: this machine looks offline. Vendor the packages: run `dbt deps` "
+            f"where the hub is reachable and ship the resulting {folder.name}/ folder with the "
+            f"project (copy it to {folder})."
+        )
+    raise ConfigurationError(
+        f"`dbt deps` failed for {project_dir} (exit {completed.returncode}) installing "
+        f"{packages}; fix packages.yml or vendor {folder.name}/.\n{_tail(completed)}"
+    )
+
+
+_OFFLINE_MARKERS = (
+    "External connection exception",
+    "Failed to resolve",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "Connection refused",
+    "Max retries exceeded",
+)
+
+
 def prepare_manifest(settings: Settings, *, force: bool = False) -> Path:
-    """Run ``dbt parse`` when the manifest is missing or older than the project's files."""
+    """Run ``dbt parse`` when the manifest is missing or older than the project's files,
+    after ``dbt deps`` when the project's packages are not installed."""
     path = manifest_path(settings)
     if not force and not manifest_is_stale(settings):
         return path
-    env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    args = [
-        dbt_executable(),
-        "parse",
-        "--project-dir",
-        str(settings.dbt_project_dir),
-        "--profiles-dir",
-        str(settings.dbt_profiles_dir),
-        "--target-path",
-        str(path.parent),
-    ]
-    if settings.dbt_target:
-        args += ["--target", settings.dbt_target]
+    if packages_missing(settings.dbt_project_dir):
+        install_packages(settings)
     started = time.monotonic()
-    completed = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    completed = _run_dbt(settings, "parse", "--target-path", str(path.parent))
     if completed.returncode != 0:
-        tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
         raise ConfigurationError(
             f"`dbt parse` failed for {settings.dbt_project_dir} (exit {completed.returncode}); "
-            f"fix the project and reload.\n{tail}"
+            f"fix the project and reload.\n{_tail(completed)}"
         )
     print(
         f"Parsed dbt project {settings.dbt_project_dir} in {time.monotonic() - started:.1f}s",

@@ -62,7 +62,7 @@ class StagePlan:
                 if node.get("resource_type") in BUILDABLE_TYPES and _enabled(node)
             }
         else:
-            chosen = {uid for uid in unique_ids if uid in nodes or uid in self.stage_of}
+            chosen = set(unique_ids)
         by_stage: dict[int, set[str]] = {}
         for uid in chosen:
             by_stage.setdefault(self.stage_of.get(uid, 0), set()).add(uid)
@@ -77,6 +77,11 @@ class StagePlan:
             else:
                 continue
             by_stage.setdefault(stage, set()).add(uid)
+        if unique_ids is None and by_stage:
+            # `dbt build` also "builds" exposures and saved queries (no-ops on most adapters):
+            # last, after everything they may depend on.
+            last = by_stage[max(by_stage)]
+            last.update(manifest.get("exposures", {}), manifest.get("saved_queries", {}))
         return [tuple(sorted(by_stage[stage])) for stage in sorted(by_stage)]
 
     def downstream(self, unique_ids: Iterable[str]) -> set[str]:
@@ -206,8 +211,9 @@ def _cycle_error(remaining: set[str], weighted: Mapping[str, Mapping[str, int]])
                     f"Dagster's asset graph and dbt's DAG form a cycle: {consumer} reads what "
                     f"{producer} writes (a source resolved to it by table name or "
                     f"meta.dagster.asset_key), while {producer} depends on {consumer} in dbt. "
-                    "No run order satisfies both: point the source at a different table, "
-                    f"or make {consumer} ref() {producer} instead of reading it as a source."
+                    "No run order satisfies both: point the source at another table (or give "
+                    "it a meta.dagster.asset_key of its own), or remove one of the two "
+                    "dependencies."
                 )
     return ConfigurationError(
         "dbt's DAG has a cycle among " + ", ".join(sorted(remaining)[:5]) + "; fix the project."
