@@ -6,14 +6,21 @@ A thin adapter: argument parsing and printing here, the work in the modules it c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+import time
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestration.errors import OrchestrationError
-from orchestration.settings import REPO_ROOT, load_settings
+from orchestration.settings import REPO_ROOT, Settings, load_settings
+
+if TYPE_CHECKING:
+    from orchestration.run_summary import RunSummary
 
 
 def _dagster_home() -> Path:
@@ -33,25 +40,81 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance, execute_job
-    from dagster._core.definitions.reconstruct import build_reconstructable_job
+    """Run a job; dbt's progress on the terminal, Dagster's events in a log file, a summary."""
+    from orchestration.run_summary import RunSummary
 
     settings = load_settings()
     home = _dagster_home()
+    log_file = None if args.verbose else _run_log_path(home, args.job)
+    summary = RunSummary(job=args.job, status="ERROR", run_id=None, dagster_home=home)
+    if log_file is not None:
+        print(f"Dagster's event log for this run: {log_file}", flush=True)
+    try:
+        with _stderr_to(log_file):
+            result = _execute(args.job, json.loads(args.config) if args.config else None)
+        summary.status = "SUCCESS" if result.success else "FAILURE"
+        summary.run_id = result.run_id
+    except Exception as error:  # a summary, not a traceback: the log file has the details
+        summary.error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        if log_file is not None:
+            with log_file.open("a") as handle:
+                traceback.print_exc(file=handle)
+    _describe_run(summary, settings, log_file)
+    print("\n" + "\n".join(summary.lines()), flush=True)
+    return 0 if summary.status == "SUCCESS" or args.allow_failure else 1
+
+
+def _execute(job_name: str, run_config: dict | None) -> object:
+    from dagster import DagsterInstance, execute_job
+    from dagster._core.definitions.reconstruct import build_reconstructable_job
+
     job = build_reconstructable_job(
-        "orchestration.definitions", "job_by_name", reconstructable_args=(args.job,)
+        "orchestration.definitions", "job_by_name", reconstructable_args=(job_name,)
     )
-    run_config = json.loads(args.config) if args.config else None
     with DagsterInstance.get() as instance:
-        result = execute_job(job, instance=instance, run_config=run_config, raise_on_error=False)
-    status = "SUCCESS" if result.success else "FAILURE"
-    print(f"\n{args.job}: {status}  run_id={result.run_id}")
-    print(f"  warehouse : {settings.duckdb_path}")
-    print(f"  artifacts : {settings.artifacts_uri}/runs/{result.run_id}/")
-    print(f"  dagster   : DAGSTER_HOME={home}  (see it with `make dev`)")
-    if not result.success:
-        print(f"  plan      : python -m orchestration plan --run-id {result.run_id}")
-    return 0 if result.success or args.allow_failure else 1
+        return execute_job(job, instance=instance, run_config=run_config, raise_on_error=False)
+
+
+def _run_log_path(home: Path, job: str) -> Path:
+    folder = home / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return folder / f"{job}-{stamp}-{os.getpid()}.log"
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path | None) -> Iterator[None]:
+    """Send file descriptor 2 (Dagster's console logger, warnings, child processes' stderr)
+    to ``path`` while the run executes; dbt's progress is on stdout and stays visible."""
+    if path is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with path.open("ab") as handle:
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _describe_run(summary: RunSummary, settings: Settings, log_file: Path | None) -> None:
+    """Fill in what the summary says about dbt's results, the warehouse and the artifacts."""
+    from orchestration.artifacts.store import open_store
+    from orchestration.dbt.profile import resolve_warehouse
+    from orchestration.instance_state import stored_run_results
+
+    summary.log_file = log_file
+    warehouse = resolve_warehouse(settings)
+    summary.warehouse = warehouse.describe() if warehouse else "unresolved (see profiles.yml)"
+    if summary.run_id:
+        summary.artifacts = f"{settings.artifacts_uri.rstrip('/')}/runs/{summary.run_id}/"
+        stored = stored_run_results(open_store(settings.artifacts_uri), summary.run_id)
+        summary.results = stored.results
+        summary.notes += stored.warnings
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
@@ -96,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--job", default="daily_pipeline")
     run.add_argument("--config", help="run config as JSON")
     run.add_argument("--allow-failure", action="store_true", help="exit 0 on a failed run")
+    run.add_argument(
+        "--verbose", action="store_true", help="Dagster's event stream on the terminal, no log file"
+    )
     run.set_defaults(func=cmd_run)
 
     faults = sub.add_parser("faults", help="inject, list and clear faults")

@@ -252,7 +252,9 @@ def stream_dbt(
                 env=env,
                 manifest=manifest,
                 dagster_dbt_translator=translator,
-                project_dir=project_dir,
+                # dbt reads the (shadow) project from DBT_PROJECT_DIR, but runs in the real
+                # project folder: relative paths in a profile (a DuckDB file) stay the same.
+                project_dir=settings.dbt_project_dir,
                 target_path=target_path,
                 raise_on_error=True,
                 context=context,
