@@ -24,6 +24,13 @@
 {%- endmacro %}
 
 
+{% macro orchestration_fault_hex(message) -%}
+  {#- The message as UTF-8 hex: only [0-9a-f] ever reaches the SQL text, so no quote, dollar
+      tag, comment or line break in a message can end a literal and become SQL. -#}
+  {{- return((message | string).encode('utf-8').hex()) -}}
+{%- endmacro %}
+
+
 {% macro orchestration_fault_hook() -%}
   {#- Project-wide model pre-hook: empty unless the model is named in the var. -#}
   {%- set message = orchestration_fault_message(
@@ -42,14 +49,14 @@
 
 
 {% macro duckdb__orchestration_raise_error(message) -%}
-  select error('{{ message | replace("'", "''") }}')
+  select error(decode(unhex('{{ orchestration_fault_hex(message) }}')))
 {%- endmacro %}
 
 
 {% macro postgres__orchestration_raise_error(message) -%}
-  {#- `using message` avoids RAISE's % placeholders; the dollar-quote tag is unusual
-      enough not to clash with the message. -#}
-  do $orchestration_fault$ begin raise exception using message = '{{ message | replace("'", "''") | replace("$orchestration_fault$", "") }}'; end $orchestration_fault$
+  {#- `using message` avoids RAISE's % placeholders; the message arrives hex-encoded, so the
+      body of the dollar-quoted block cannot hold its closing tag. -#}
+  do $orchestration_fault$ begin raise exception using message = convert_from(decode('{{ orchestration_fault_hex(message) }}', 'hex'), 'UTF8'); end $orchestration_fault$
 {%- endmacro %}
 
 
@@ -70,7 +77,7 @@
     {{ dbt.default__get_test_sql(main_sql, fail_calc, warn_if, error_if, limit) }}
   {%- else -%}
     {{ log("orchestration_test_faults: forcing " ~ model.name ~ " to fail: " ~ message, info=true) }}
-    -- orchestration_test_faults: {{ message | replace('\n', ' ') }}
+    -- orchestration_test_faults: forced failure, message (UTF-8 hex) {{ orchestration_fault_hex(message) }}
     select
       failures + 1 as failures,
       true as should_warn,
