@@ -4,13 +4,17 @@ Each tick reads the latest state of every asset in a fixed number of batched que
 (``sensor_state``), groups the failed assets by failure chain (root run → retry → retry …), asks
 the retry policy what to do with each chain (``recovery.policy.decide``: budget, backoff, error
 kind) and then launches a run of the chain's failed assets plus everything downstream of them in
-the asset graph, or says why not — SkipReason text in the UI, and for a chain it gives up on, one
-alert to the webhook from settings.
+the asset graph, or says why not — SkipReason text in the UI, and for every give-up (each failed
+run of a chain it gives up on), one alert to the webhook from settings. An alert waits in the
+cursor's outbox until the receiver accepted it, retried on later ticks with backoff; after
+``ALERT_DELIVERY.max_deliveries`` failed attempts the sensor logs one ERROR line and the tick's
+SkipReason names the undelivered alert.
 
 Never twice: a retry's ``run_key`` is ``retry:<root>:<attempt>`` (Dagster launches a run key once
 per sensor), the typed JSON cursor remembers which failed run got which retry and which give-ups
-were alerted, and the attempt number counts every retry of the chain already in the instance, so
-overlapping ticks, a daemon restart or a second daemon cannot launch the same retry twice.
+were alerted (and holds the outbox), and the attempt number counts every retry of the chain
+already in the instance, so overlapping ticks, a daemon restart or a second daemon cannot launch
+the same retry twice.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from dagster import (
 )
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
-from orchestration.alerts import post_alert
+from orchestration.alerts import DeliveryPolicy, deliver_pending_alerts
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.instance_state import recovery_graph
 from orchestration.jobs import warehouse_tags
@@ -75,8 +79,11 @@ from orchestration.settings import Settings, load_settings
 logger = logging.getLogger(__name__)
 
 SHORT_ID_CHARS = 8
-ALERT_TIMEOUT_SECONDS = 5.0
-ALERT_ATTEMPTS = 2  # a tick must stay well inside the daemon's sensor timeout
+ALERT_DELIVERY = DeliveryPolicy(
+    max_deliveries=5, backoff_seconds=30.0, backoff_max_seconds=600.0, timeout_seconds=5.0
+)
+"""One POST per alert per tick (a tick must stay well inside the daemon's sensor timeout), then
+30 s, 60 s, … capped at 10 min between ticks: five attempts span about 7.5 minutes."""
 PREVIEW_KEYS = 5
 
 
@@ -115,6 +122,8 @@ def build_retry_sensor(settings: Settings) -> SensorDefinition:
         )
         for line in tick.lines:
             context.log.info(line)
+        for line in tick.errors:
+            context.log.error(line)
         context.log.debug("instance queries this tick: %s", ", ".join(tick.queries))
         context.update_cursor(tick.cursor.to_json())
         if tick.run_requests:
@@ -131,6 +140,8 @@ class TickOutcome:
     """One line per failure chain (and a first line for a cursor that could not be read)."""
     cursor: RetryCursor = field(default_factory=RetryCursor)
     queries: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Alerts given up on this tick: the sensor logs each as an ERROR."""
 
 
 def error_patterns(settings: Settings) -> tuple[ErrorPattern, ...]:
@@ -160,7 +171,41 @@ def run_retry_tick(
     open_store: Callable[[], ArtifactStore] | None = None,
     job_assets: Callable[[str], AbstractSet[str]] | None = None,
 ) -> TickOutcome:
-    """One evaluation of the sensor, as plain inputs and outputs (the sensor is a thin shell)."""
+    """One evaluation of the sensor, as plain inputs and outputs (the sensor is a thin shell).
+
+    Chains first (launches, waits, give-ups queue their alerts), then the alert outbox: on every
+    tick, also one with no failed asset left, since an alert owed for an earlier give-up is owed
+    whatever happened since.
+    """
+    outcome = _retry_chains(
+        instance,
+        asset_graph,
+        cursor_and_warning,
+        settings=settings,
+        now=now,
+        open_store=open_store,
+        job_assets=job_assets,
+    )
+    delivery = deliver_pending_alerts(
+        outcome.cursor, settings.alert_webhook_url, now=now, policy=ALERT_DELIVERY
+    )
+    outcome.cursor = delivery.cursor
+    outcome.lines.extend(delivery.lines)
+    outcome.errors.extend(delivery.errors)
+    return outcome
+
+
+def _retry_chains(
+    instance: DagsterInstance,
+    asset_graph: BaseAssetGraph,
+    cursor_and_warning: tuple[RetryCursor, str | None],
+    *,
+    settings: Settings,
+    now: float,
+    open_store: Callable[[], ArtifactStore] | None,
+    job_assets: Callable[[str], AbstractSet[str]] | None,
+) -> TickOutcome:
+    """Every failure chain of the tick: launch, wait or give up (see ``run_retry_tick``)."""
     cursor, warning = cursor_and_warning
     outcome = TickOutcome(cursor=cursor)
     if warning:
@@ -219,9 +264,10 @@ def run_retry_tick(
         handled = cursor.handled.get(latest.run_id)
         if handled is not None:
             if handled.startswith("gave_up"):
+                told = "alert not delivered yet" if latest.run_id in cursor.alerts else "reported"
                 outcome.lines.append(
                     f"{name}: gave up on run {latest.run_id[:SHORT_ID_CHARS]} earlier "
-                    f"({handled.split(':', 1)[-1]}), already reported; "
+                    f"({handled.split(':', 1)[-1]}), already {told}; "
                     f"{len(failed_keys)} assets stay failed until someone re-executes them"
                 )
             else:
@@ -281,18 +327,14 @@ def run_retry_tick(
             outcome.lines.append(f"{name}: {decision.reason}")
             continue
         if decision.kind.gives_up:
-            line = f"{name}: {decision.reason}"
-            if root not in cursor.reported and settings.alert_webhook_url:
-                delivered = post_alert(
-                    settings.alert_webhook_url,
-                    give_up_alert(decision, chain, seeds),
-                    timeout_seconds=ALERT_TIMEOUT_SECONDS,
-                    attempts=ALERT_ATTEMPTS,
-                )
-                line += " — alert sent" if delivered else " — alert NOT delivered (see logs)"
+            # One alert per give-up, keyed by the run given up on: a later failed run of the
+            # same chain (a manual re-execution, say) that the sensor gives up on is alerted too.
+            if settings.alert_webhook_url:
+                alert = give_up_alert(decision, chain, seeds)
+                cursor = cursor.with_alert(latest.run_id, alert.to_dict(), now=now)
             marker = gave_up_marker(decision.kind.value.removeprefix("give_up_"))
-            cursor = cursor.with_handled(latest.run_id, marker).with_reported(root)
-            outcome.lines.append(line)
+            cursor = cursor.with_handled(latest.run_id, marker)
+            outcome.lines.append(f"{name}: {decision.reason}")
             continue
 
         # LAUNCH. No check for an existing run of this attempt here: ``chain.attempt`` is the

@@ -1,21 +1,30 @@
-"""The retry sensor's cursor: which failed runs were handled and which give-ups were reported.
+"""The retry sensor's cursor: which failed runs were handled, and the give-up alerts' outbox.
 
 Dagster stores a sensor cursor as one string and hands it back on the next tick. Keeping what the
 sensor already did in it means that a tick evaluated twice (overlapping ticks, a daemon restart
 after a launch) neither launches a second retry for the same failed run nor alerts twice. Retries
 are additionally launched with a deterministic `retry_run_key`, which Dagster deduplicates per
 sensor: even a lost cursor cannot cause a duplicate launch, only a repeated alert.
+
+Alerts are delivered at least once and at most once per give-up: a give-up's alert waits in
+`alerts` (the outbox) until the receiver accepted it, is retried on later ticks with backoff, and
+after `max_deliveries` failed attempts is dropped (the sensor says so, once). Delivered and
+dropped give-ups are remembered in `reported`, so they are never queued again. One gap is left,
+as with any cursor: a tick whose POST succeeded but whose cursor was never stored sends again.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
+"""Version 1 had no outbox and recorded chain roots in `reported`; it reads as is."""
 RETRY_RUN_KEY_PREFIX = "retry"
 GAVE_UP_PREFIX = "gave_up"
 
@@ -38,6 +47,43 @@ def gave_up_marker(kind: str) -> str:
     return f"{GAVE_UP_PREFIX}:{kind}"
 
 
+def alert_retry_delay(failures: int, *, base_seconds: float, max_seconds: float) -> float:
+    """Wait after the `failures`-th failed delivery: base, 2·base, 4·base, … capped."""
+    if failures < 1:
+        raise ValueError(f"failures is {failures}; delays follow a failed delivery")
+    return min(base_seconds * 2.0 ** min(failures - 1, 60), max_seconds)
+
+
+@dataclass(frozen=True)
+class PendingAlert:
+    """A give-up alert the receiver has not accepted yet."""
+
+    payload: Mapping[str, Any]
+    """The alert as plain JSON data (what `orchestration.alerts.Alert.to_dict` gives)."""
+    failures: int = 0
+    """Failed deliveries so far."""
+    next_attempt_at: float = 0.0
+    """Unix seconds; not sent again before then."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "payload": dict(self.payload),
+            "failures": self.failures,
+            "next_attempt_at": self.next_attempt_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PendingAlert:
+        if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
+            raise ValueError("a pending alert must be an object with a 'payload' object")
+        failures, due = data.get("failures", 0), data.get("next_attempt_at", 0.0)
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
+            raise ValueError("a pending alert's 'failures' must be a non-negative integer")
+        if isinstance(due, bool) or not isinstance(due, int | float) or not math.isfinite(due):
+            raise ValueError("a pending alert's 'next_attempt_at' must be a number")
+        return cls(payload=data["payload"], failures=failures, next_attempt_at=float(due))
+
+
 @dataclass(frozen=True)
 class RetryCursor:
     """Immutable; the `with_*` methods and `pruned` return new cursors."""
@@ -45,21 +91,61 @@ class RetryCursor:
     version: int = CURSOR_VERSION
     # run_id of a failed run → run_key of the retry launched for it, or gave_up_marker(kind)
     handled: Mapping[str, str] = field(default_factory=dict)
-    # chain roots whose give-up was already alerted
+    # give-ups (the run id given up on) whose alert was delivered, or dropped after retries
     reported: frozenset[str] = frozenset()
     # optional high-water mark of the event log / run storage the sensor has looked at
     last_seen_storage_id: int = 0
+    # the outbox: give-up (run id) → its alert, until the receiver accepts it
+    alerts: Mapping[str, PendingAlert] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A read-only copy: a cursor handed to the next tick cannot be changed behind its back.
         object.__setattr__(self, "handled", MappingProxyType(dict(self.handled)))
         object.__setattr__(self, "reported", frozenset(self.reported))
+        object.__setattr__(self, "alerts", MappingProxyType(dict(self.alerts)))
+
+    def with_alert(self, give_up_id: str, payload: Mapping[str, Any], *, now: float) -> RetryCursor:
+        """Queue the alert of a give-up, due now; a give-up already queued or reported is left
+        alone (at most one alert per give-up)."""
+        if give_up_id in self.alerts or give_up_id in self.reported:
+            return self
+        pending = PendingAlert(payload=dict(payload), next_attempt_at=now)
+        return replace(self, alerts={**self.alerts, give_up_id: pending})
+
+    def due_alerts(self, now: float) -> list[str]:
+        """Queued give-ups whose next delivery attempt is due, oldest schedule first."""
+        due = [(alert.next_attempt_at, key) for key, alert in self.alerts.items()]
+        return [key for at, key in sorted(due) if at <= now]
+
+    def with_alert_delivered(self, give_up_id: str) -> RetryCursor:
+        """The receiver accepted it: out of the outbox, never sent again."""
+        alerts = {key: value for key, value in self.alerts.items() if key != give_up_id}
+        return replace(self, alerts=alerts, reported=self.reported | {give_up_id})
+
+    def with_alert_failed(
+        self,
+        give_up_id: str,
+        *,
+        now: float,
+        max_deliveries: int,
+        base_seconds: float,
+        max_seconds: float,
+    ) -> tuple[RetryCursor, bool]:
+        """Count a failed delivery; (cursor, True) when that was the last one allowed, in which
+        case the alert is dropped from the outbox and remembered as reported."""
+        pending = self.alerts[give_up_id]
+        failures = pending.failures + 1
+        if failures >= max_deliveries:
+            return self.with_alert_delivered(give_up_id), True
+        delay = alert_retry_delay(failures, base_seconds=base_seconds, max_seconds=max_seconds)
+        updated = replace(pending, failures=failures, next_attempt_at=now + delay)
+        return replace(self, alerts={**self.alerts, give_up_id: updated}), False
 
     def with_handled(self, run_id: str, outcome: str) -> RetryCursor:
         return replace(self, handled={**self.handled, run_id: outcome})
 
-    def with_reported(self, chain_root: str) -> RetryCursor:
-        return replace(self, reported=self.reported | {chain_root})
+    def with_reported(self, give_up_id: str) -> RetryCursor:
+        return replace(self, reported=self.reported | {give_up_id})
 
     def with_last_seen_storage_id(self, storage_id: int) -> RetryCursor:
         """Advance the high-water mark; it never moves backwards."""
@@ -68,7 +154,8 @@ class RetryCursor:
     def pruned(self, keep_run_ids: Set[str]) -> RetryCursor:
         """Forget runs outside `keep_run_ids` (e.g. runs older than the sensor's lookback window).
 
-        Bounds the cursor's size: without it, every failure ever seen stays in it.
+        Bounds the cursor's size: without it, every failure ever seen stays in it. The outbox is
+        kept: an undelivered alert is still owed, and `max_deliveries` bounds it.
         """
         return replace(
             self,
@@ -83,8 +170,10 @@ class RetryCursor:
                 "handled": dict(sorted(self.handled.items())),
                 "reported": sorted(self.reported),
                 "last_seen_storage_id": self.last_seen_storage_id,
+                "alerts": {key: alert.to_dict() for key, alert in sorted(self.alerts.items())},
             },
             separators=(",", ":"),
+            sort_keys=True,
         )
 
     @classmethod
@@ -111,8 +200,10 @@ def _parse(document: Any) -> RetryCursor:
     if not isinstance(document, dict):
         raise ValueError("expected a JSON object")
     version = document.get("version")
-    if version != CURSOR_VERSION:
-        raise ValueError(f"cursor version {version!r}, this code reads version {CURSOR_VERSION}")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise ValueError(
+            f"cursor version {version!r}, this code reads versions {sorted(READABLE_VERSIONS)}"
+        )
     handled = document.get("handled", {})
     if not isinstance(handled, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in handled.items()
@@ -124,9 +215,12 @@ def _parse(document: Any) -> RetryCursor:
     storage_id = document.get("last_seen_storage_id", 0)
     if isinstance(storage_id, bool) or not isinstance(storage_id, int) or storage_id < 0:
         raise ValueError("'last_seen_storage_id' must be a non-negative integer")
+    alerts = document.get("alerts", {})
+    if not isinstance(alerts, dict) or not all(isinstance(k, str) for k in alerts):
+        raise ValueError("'alerts' must map give-up run ids to pending alerts")
     return RetryCursor(
-        version=version,
         handled=handled,
         reported=frozenset(reported),
         last_seen_storage_id=storage_id,
+        alerts={key: PendingAlert.from_dict(value) for key, value in alerts.items()},
     )

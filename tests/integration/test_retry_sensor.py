@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from dagster import (
+    AssetKey,
     DagsterInstance,
     DagsterRunStatus,
     RunRequest,
@@ -28,8 +30,16 @@ from dagster import (
 )
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+from orchestration import sensors
+from orchestration.alerts import DeliveryPolicy
 from orchestration.artifacts.store import open_store
-from orchestration.instance_state import ATTEMPT_TAG, RETRY_OF_TAG, RETRY_ROOT_TAG
+from orchestration.instance_state import (
+    ATTEMPT_TAG,
+    PARENT_RUN_TAG,
+    RETRY_OF_TAG,
+    RETRY_ROOT_TAG,
+    ROOT_RUN_TAG,
+)
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import REPO_ROOT
 from tests.conftest import BOTH_STORAGES, Pipeline, free_port, statuses, stored_run_results
@@ -141,6 +151,43 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
     thread.start()
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/retry"
     monkeypatch.setenv("ORCHESTRATION_ALERT_WEBHOOK_URL", receiver.url)
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class ScriptedReceiver:
+    """Answers POSTs with the queued statuses, then 200; records what it accepted."""
+
+    statuses: list[int]
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    answered: list[int] = field(default_factory=list)
+
+
+@contextmanager
+def scripted_receiver(port: int, statuses: list[int]) -> Iterator[ScriptedReceiver]:
+    """A receiver on 127.0.0.1:``port`` from now until the block ends (refused before)."""
+    receiver = ScriptedReceiver(list(statuses))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            status = receiver.statuses.pop(0) if receiver.statuses else 200
+            receiver.answered.append(status)
+            if status == 200:
+                receiver.accepted.append(body)
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
         yield receiver
     finally:
@@ -348,3 +395,46 @@ def test_a_run_in_flight_blocks_a_launch(pipeline: Pipeline, no_backoff: None) -
     tick = driver.tick()
     assert tick.run_requests == []
     assert "queued or running" in (tick.skip_message or "")
+
+
+def test_an_alert_is_kept_until_the_receiver_accepts_it_and_every_give_up_is_alerted_once(
+    pipeline: Pipeline, no_backoff: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No wait between delivery attempts, so consecutive ticks retry at once.
+    monkeypatch.setattr(
+        sensors, "ALERT_DELIVERY", DeliveryPolicy(backoff_seconds=0, backoff_max_seconds=0)
+    )
+    port = free_port()  # nothing listens yet: connection refused
+    monkeypatch.setenv("ORCHESTRATION_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{port}/hooks/retry")
+    pipeline.faults().inject(MIDDLE_MODEL)
+    failed_run = failed_daily_run(pipeline)
+    driver = SensorDriver(pipeline)
+
+    refused = driver.tick().skip_message or ""
+    assert "deterministic" in refused and "NOT delivered (attempt 1 of 5" in refused
+    with scripted_receiver(port, [500]) as receiver:
+        server_error = driver.tick().skip_message or ""
+        assert "alert not delivered yet" in server_error
+        assert "NOT delivered (attempt 2 of 5: HTTP 500)" in server_error
+        assert "alert sent" in (driver.tick().skip_message or "")
+        assert "already reported" in (driver.tick().skip_message or "")
+        assert receiver.answered == [500, 200]
+
+        # Someone re-executes the failed model in the same chain; it fails again and the
+        # sensor gives up on that run too: a second give-up, so a second alert.
+        again = execute_retry(
+            pipeline,
+            RunRequest(
+                asset_selection=[AssetKey(MIDDLE_MODEL)],
+                tags={PARENT_RUN_TAG: failed_run, ROOT_RUN_TAG: failed_run},
+            ),
+        )
+        assert not again.success
+        assert "alert sent" in (driver.tick().skip_message or "")
+        driver.tick()
+
+    assert receiver.answered == [500, 200, 200]
+    fields = [body["orchestration"] for body in receiver.accepted]
+    assert [f["chain_root"] for f in fields] == [failed_run, failed_run]
+    assert [f["kind"] for f in fields] == ["give_up_deterministic"] * 2
+    assert failed_run[:8] in fields[0]["title"] and again.run_id[:8] in fields[1]["title"]

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,10 +17,13 @@ import pytest
 from orchestration.alerts import (
     ALERT_MAX_ASSETS_LISTED,
     Alert,
+    DeliveryPolicy,
+    deliver_pending_alerts,
     post_alert,
     redact_url,
     slack_payload,
 )
+from orchestration.recovery.cursor import RetryCursor
 
 SECRET_PATH = "/services/T000SECRET/B000SECRET/XXXXsecrettokenXXXX"
 
@@ -53,6 +57,13 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
+    with serve(0) as hook:
+        yield hook
+
+
+@contextmanager
+def serve(port: int) -> Iterator[Webhook]:
+    """A recording receiver on 127.0.0.1:``port`` (0: any free port) until the block ends."""
     hook = Webhook(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -68,7 +79,7 @@ def webhook() -> Iterator[Webhook]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     hook.url = f"http://127.0.0.1:{server.server_address[1]}{SECRET_PATH}"
@@ -184,3 +195,74 @@ def test_a_long_asset_list_is_shortened_in_the_message_but_complete_in_the_field
 def test_mrkdwn_control_characters_in_the_text_are_escaped() -> None:
     payload = slack_payload(Alert("t", "a < b & c > d", "root", 1, "launch"))
     assert payload["blocks"][1]["text"]["text"] == "a &lt; b &amp; c &gt; d"
+
+
+DELIVERY = DeliveryPolicy(max_deliveries=4, backoff_seconds=30, backoff_max_seconds=600)
+
+
+def accepted(hook: Webhook, statuses_sent: list[int]) -> int:
+    """How many POSTs the receiver accepted: those not answered with a queued error status."""
+    return len(hook.bodies) - len(statuses_sent)
+
+
+def test_an_alert_refused_then_failed_then_accepted_is_delivered_exactly_once() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{SECRET_PATH}"
+    cursor = RetryCursor().with_alert("run-1", ALERT.to_dict(), now=1000.0)
+
+    refused = deliver_pending_alerts(cursor, url, now=1000.0, policy=DELIVERY)
+    assert set(refused.cursor.alerts) == {"run-1"}  # kept: nobody accepted it
+    assert "NOT delivered (attempt 1 of 4" in refused.lines[0] and not refused.errors
+    assert SECRET_PATH not in refused.lines[0]
+
+    with serve(port) as hook:
+        hook.statuses = [500]
+        early = deliver_pending_alerts(refused.cursor, url, now=1029.0, policy=DELIVERY)
+        assert (early.lines, hook.bodies) == ([], [])  # backing off: 30 s after the refusal
+        failed = deliver_pending_alerts(early.cursor, url, now=1030.0, policy=DELIVERY)
+        assert "NOT delivered (attempt 2 of 4: HTTP 500); next try in 60 s" in failed.lines[0]
+        sent = deliver_pending_alerts(failed.cursor, url, now=1090.0, policy=DELIVERY)
+        assert "alert sent" in sent.lines[0]
+        later = deliver_pending_alerts(sent.cursor, url, now=99999.0, policy=DELIVERY)
+        again = deliver_pending_alerts(
+            later.cursor.with_alert("run-1", ALERT.to_dict(), now=99999.0),
+            url,
+            now=99999.0,
+            policy=DELIVERY,
+        )
+
+    assert len(hook.bodies) == 2 and accepted(hook, [500]) == 1  # the 500, then the one
+    assert hook.bodies[-1] == slack_payload(ALERT)
+    assert (dict(again.cursor.alerts), later.lines, again.lines) == ({}, [], [])
+    assert "run-1" in again.cursor.reported
+
+
+def test_an_alert_never_accepted_is_given_up_after_the_bound_with_one_error_line() -> None:
+    url = f"http://127.0.0.1:{free_port()}{SECRET_PATH}"
+    cursor = RetryCursor().with_alert("run-1", ALERT.to_dict(), now=0.0)
+    errors: list[str] = []
+    lines: list[str] = []
+    for now in range(0, 3600, 10):  # a tick every 10 s for an hour
+        report = deliver_pending_alerts(cursor, url, now=float(now), policy=DELIVERY)
+        cursor = report.cursor
+        errors += report.errors
+        lines += report.lines
+
+    assert len(lines) == DELIVERY.max_deliveries
+    assert len(errors) == 1 and errors[0] == lines[-1]
+    assert "NOT delivered" in errors[0] and "after 4 attempts" in errors[0]
+    assert ALERT.title in errors[0] and ALERT.chain_root in errors[0]
+    assert SECRET_PATH not in errors[0]
+    assert dict(cursor.alerts) == {} and "run-1" in cursor.reported
+
+
+def test_without_a_webhook_alerts_stay_owed() -> None:
+    cursor = RetryCursor().with_alert("run-1", ALERT.to_dict(), now=0.0)
+    report = deliver_pending_alerts(cursor, None, now=10.0, policy=DELIVERY)
+    assert report.cursor == cursor and report.lines == []
+
+
+def test_an_alert_survives_the_cursors_json() -> None:
+    cursor = RetryCursor().with_alert("run-1", ALERT.to_dict(), now=5.0)
+    restored = RetryCursor.from_json(cursor.to_json())
+    assert Alert.from_dict(restored.alerts["run-1"].payload) == ALERT

@@ -9,17 +9,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestration.recovery.cursor import (
+    PendingAlert,
     RetryCursor,
+    alert_retry_delay,
     gave_up_marker,
     retry_run_key,
 )
 
 run_ids = st.text(min_size=1, max_size=40)
+pending_alerts = st.builds(
+    PendingAlert,
+    payload=st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=4),
+    failures=st.integers(0, 10),
+    next_attempt_at=st.floats(0, 2e9, allow_nan=False),
+)
 cursors = st.builds(
     RetryCursor,
     handled=st.dictionaries(run_ids, st.text(max_size=60), max_size=20),
     reported=st.frozensets(run_ids, max_size=20),
     last_seen_storage_id=st.integers(0, 2**62),
+    alerts=st.dictionaries(run_ids, pending_alerts, max_size=5),
 )
 
 
@@ -44,11 +53,13 @@ def test_no_cursor_yet_is_an_empty_cursor_without_a_warning(text: str | None) ->
     [
         "{not json",
         "[]",
-        '{"version": 2, "handled": {}}',
+        '{"version": 3, "handled": {}}',
         '{"version": 1, "handled": {"run": 3}}',
         '{"version": 1, "reported": "run"}',
         '{"version": 1, "last_seen_storage_id": -1}',
         '{"version": 1, "last_seen_storage_id": true}',
+        '{"version": 2, "alerts": {"run": {"failures": 1}}}',
+        '{"version": 2, "alerts": {"run": {"payload": {}, "failures": -1}}}',
     ],
     ids=[
         "not json",
@@ -58,6 +69,8 @@ def test_no_cursor_yet_is_an_empty_cursor_without_a_warning(text: str | None) ->
         "reported not a list",
         "negative storage id",
         "boolean storage id",
+        "pending alert without payload",
+        "pending alert with negative failures",
     ],
 )
 def test_a_corrupt_cursor_becomes_empty_with_a_warning(text: str) -> None:
@@ -122,10 +135,11 @@ def test_pruning_keeps_the_storage_high_water_mark() -> None:
 def test_the_json_is_compact_and_sorted() -> None:
     cursor = RetryCursor(handled={"b": "2", "a": "1"}, reported=frozenset({"z", "y"}))
     assert json.loads(cursor.to_json()) == {
-        "version": 1,
+        "version": 2,
         "handled": {"a": "1", "b": "2"},
         "reported": ["y", "z"],
         "last_seen_storage_id": 0,
+        "alerts": {},
     }
     assert " " not in cursor.to_json()
 
@@ -145,3 +159,54 @@ def test_retry_run_keys_are_numbered_from_one() -> None:
 
 def test_the_give_up_marker_names_the_kind() -> None:
     assert gave_up_marker("give_up_deterministic") == "gave_up:give_up_deterministic"
+
+
+POLICY = {"max_deliveries": 3, "base_seconds": 30.0, "max_seconds": 45.0}
+
+
+def test_a_version_1_cursor_is_read_with_an_empty_outbox() -> None:
+    text = '{"version":1,"handled":{"r1":"gave_up:budget"},"reported":["r1"]}'
+    cursor, warning = RetryCursor.from_json_with_warning(text)
+    assert warning is None
+    assert (dict(cursor.handled), cursor.reported, dict(cursor.alerts)) == (
+        {"r1": "gave_up:budget"},
+        frozenset({"r1"}),
+        {},
+    )
+
+
+def test_a_queued_alert_is_due_at_once_and_queued_only_once_per_give_up() -> None:
+    cursor = RetryCursor().with_alert("r1", {"title": "first"}, now=100.0)
+    again = cursor.with_alert("r1", {"title": "second"}, now=200.0)
+    assert again.alerts["r1"] == PendingAlert({"title": "first"}, 0, 100.0)
+    assert (cursor.due_alerts(99.0), cursor.due_alerts(100.0)) == ([], ["r1"])
+
+
+def test_a_delivered_alert_leaves_the_outbox_and_is_never_queued_again() -> None:
+    cursor = RetryCursor().with_alert("r1", {}, now=0.0).with_alert_delivered("r1")
+    assert (dict(cursor.alerts), cursor.reported) == ({}, frozenset({"r1"}))
+    assert dict(cursor.with_alert("r1", {}, now=1.0).alerts) == {}
+
+
+def test_failed_deliveries_back_off_then_the_alert_is_dropped_after_the_last_one() -> None:
+    cursor = RetryCursor().with_alert("r1", {}, now=0.0)
+    cursor, dropped = cursor.with_alert_failed("r1", now=10.0, **POLICY)
+    assert (dropped, cursor.alerts["r1"].failures, cursor.alerts["r1"].next_attempt_at) == (
+        False,
+        1,
+        40.0,  # 10 + 30
+    )
+    cursor, dropped = cursor.with_alert_failed("r1", now=50.0, **POLICY)
+    assert (dropped, cursor.alerts["r1"].next_attempt_at) == (False, 95.0)  # 60 s, capped at 45
+    cursor, dropped = cursor.with_alert_failed("r1", now=100.0, **POLICY)
+    assert dropped and dict(cursor.alerts) == {} and "r1" in cursor.reported
+
+
+def test_pruning_keeps_undelivered_alerts() -> None:
+    cursor = RetryCursor().with_alert("old-run", {"title": "t"}, now=0.0)
+    assert set(cursor.pruned(set()).alerts) == {"old-run"}
+
+
+def test_alert_retry_delays_double_up_to_the_cap() -> None:
+    delays = [alert_retry_delay(n, base_seconds=30, max_seconds=600) for n in range(1, 7)]
+    assert delays == [30, 60, 120, 240, 480, 600]
