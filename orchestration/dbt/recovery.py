@@ -8,25 +8,19 @@ over.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, Output
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster_dbt import DagsterDbtTranslator
 
+from orchestration.artifacts.locations import read_allowed, resolve_location
 from orchestration.artifacts.run_results import parse_run_results
-from orchestration.artifacts.store import (
-    ArtifactStore,
-    S3ArtifactStore,
-    parse_s3_uri,
-    s3_client,
-)
+from orchestration.artifacts.store import ArtifactStore
 from orchestration.dbt import argv
-from orchestration.errors import ArtifactNotFoundError
 from orchestration.instance_state import (
     RETRY_OF_TAG,
     dbt_node_index,
@@ -35,6 +29,7 @@ from orchestration.instance_state import (
     stored_run_results,
 )
 from orchestration.recovery import RetryPlan, plan_from_run_results
+from orchestration.settings import load_settings
 
 RESUME_RETRY_TAG = "dagster/is_resume_retry"
 ASSET_RESUME_RETRY_TAG = "dagster/is_asset_resume_retry"
@@ -134,24 +129,17 @@ def is_from_failure(run: DagsterRun, all_step_keys: AbstractSet[str]) -> bool:
     return bool(run.parent_run_id) and steps is not None and set(steps) != set(all_step_keys)
 
 
-def read_location(store: ArtifactStore, location: str) -> tuple[bytes, str]:
-    """Bytes of a run_results.json named by a store key, a local path or an s3:// URI."""
-    if location.startswith("s3://"):
-        bucket, key = parse_s3_uri(location)
-        if not key.endswith(".json"):
-            key = f"{key}/run_results.json".lstrip("/")
-        bucket_store = S3ArtifactStore(s3_client(), bucket, "")
-        return bucket_store.get_bytes(key), location
-    if location.startswith("/") or location.startswith("file://"):
-        path = Path(location.removeprefix("file://"))
-        if path.is_dir():
-            path = path / "run_results.json"
-        try:
-            return path.read_bytes(), str(path)
-        except OSError as error:
-            raise ArtifactNotFoundError(f"Cannot read {path}: {error}") from error
-    key = location if location.endswith(".json") else f"{location.rstrip('/')}/run_results.json"
-    return store.get_bytes(key), store.describe(key)
+def read_location(
+    store: ArtifactStore, location: str, *, extra_locations: Sequence[str] = ()
+) -> tuple[bytes, str]:
+    """Bytes of a run_results.json named by ``retry_from_artifacts``, and its full name.
+
+    Only a key inside the store or a location under ``extra_locations``
+    (``ORCHESTRATION_ARTIFACTS_EXTRA_LOCATIONS``) is read; anything else is refused before
+    any read, with a message that says nothing about it (see ``artifacts.locations``).
+    """
+    allowed = resolve_location(location, store_uri=store.uri, extra_locations=extra_locations)
+    return read_allowed(store, allowed), allowed.describe(store)
 
 
 def _plan_lines(plan: RetryPlan, origin: str) -> list[str]:
@@ -230,7 +218,8 @@ def _artifacts_plan(
     index = dbt_node_index(manifest, translator)
     graph = recovery_graph(context.job_def.asset_layer.asset_graph)
     if retry_from_artifacts:
-        data, source = read_location(store, retry_from_artifacts)
+        extra = load_settings().artifacts_extra_locations
+        data, source = read_location(store, retry_from_artifacts, extra_locations=extra)
         results = parse_run_results(data, source=source)
         return plan_from_run_results(index, graph, results, run_id=source), source
     assert retry_from_run_id
