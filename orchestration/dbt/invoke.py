@@ -19,6 +19,8 @@ import importlib.metadata
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,6 +44,7 @@ from orchestration.settings import Settings
 
 _fallback_log = logging.getLogger(__name__)
 DBT_EXIT_TIMEOUT_SECONDS = 300
+DBT_STOP_GRACE_SECONDS = 30
 
 # Entries of a project that must not be linked into a shadow copy: we write our own
 # selectors.yml, and target/logs belong to the real project.
@@ -268,6 +271,8 @@ def stream_dbt(
             # closed, possibly by the garbage collector in the middle of another event-log
             # write: logging through the context here would deadlock on the storage.
             closing = True
+            if invocation is not None:
+                stop_dbt(invocation.process)  # or dbt builds on, orphaned, after the step
             raise
         finally:
             _finish(
@@ -284,6 +289,19 @@ def stream_dbt(
                 invocation,
                 outcome,
             )
+
+
+def stop_dbt(process: subprocess.Popen, grace_seconds: float = DBT_STOP_GRACE_SECONDS) -> None:
+    """Interrupt a dbt process the way Ctrl-C does (dbt cancels its open queries), then kill
+    it if it has not exited within ``grace_seconds``."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _finish(

@@ -127,6 +127,7 @@ def test_seeds_run_before_the_staging_models_that_read_them_and_everything_build
     assert "models    : 9 success" in summary and "seeds     : 4 success" in summary
     assert "log       : " in summary
     assert " - dagster - " not in summary  # the event stream went to the log file
+    assert dbt_processes_in(jaffle.path) == []
 
 
 def _timing(project: Project, run_id: str) -> dict[str, tuple[str, str]]:
@@ -173,6 +174,7 @@ def test_a_broken_mid_graph_model_is_recovered_exactly_by_every_path(jaffle: Pro
     from_failure = reexecute_from_failure(pipeline, failed.run_id)
     assert from_failure.success
     assert jaffle.executed(from_failure.run_id) == needed
+    assert dbt_processes_in(jaffle.path) == []
 
 
 def _run_assets(pipeline: Pipeline, keys: object) -> object:
@@ -234,3 +236,63 @@ def test_the_sensor_retries_a_transient_failure_exactly(
             for e in instance.all_logs(retry.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
         }
     assert as_unique_ids(materialized) == needed
+
+
+def test_missing_packages_offline_fail_in_one_sentence_naming_them_and_how_to_vendor(
+    jaffle: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    shutil.rmtree(jaffle.file("dbt_packages"))
+    # No package hub here: a proxy on a closed local port makes that certain and fast.
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert cli_main(["prepare"]) == 2
+    err = capsys.readouterr().err
+    assert "jaffle-tests/tiny_utils" in err and "Vendor the packages" in err
+    assert "dbt_packages/" in err
+    assert "Traceback" not in err
+
+
+def test_lineage_that_contradicts_dbts_dag_fails_the_load_naming_both_nodes(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "loop"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text(
+        "name: loop\nversion: '1.0'\nconfig-version: 2\nprofile: loop\n"
+    )
+    (project / "profiles.yml").write_text(
+        "loop:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        "      path: \"{{ env_var('DUCKDB_PATH') }}\"\n"
+    )
+    (project / "models" / "sources.yml").write_text(
+        "version: 2\nsources:\n  - name: loop\n    schema: main\n    tables:\n      - name: b\n"
+    )
+    (project / "models" / "a.sql").write_text("select * from {{ source('loop', 'b') }}")
+    (project / "models" / "b.sql").write_text("select 1 as n from {{ ref('a') }}")
+    monkeypatch.setenv("DBT_PROJECT_DIR", str(project))
+    from orchestration.definitions import build_definitions
+    from orchestration.errors import ConfigurationError
+    from tests.conftest import reset_caches
+
+    reset_caches()
+    with pytest.raises(ConfigurationError) as raised:
+        build_definitions()
+    assert "model.loop.a" in str(raised.value) and "model.loop.b" in str(raised.value)
+    assert "form a cycle" in str(raised.value)
+
+
+def dbt_processes_in(folder: Path) -> list[str]:
+    """Command lines of live processes that mention ``folder`` (a dbt left running)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "dbt" in text and str(folder) in text:
+            found.append(text)
+    return found
