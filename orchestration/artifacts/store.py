@@ -15,8 +15,14 @@ each: listing a bucket with thousands of runs is slow and costs money.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import random
 import re
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,6 +116,18 @@ class RunIndex:
             ) from error
 
 
+Update = Callable[[bytes | None], bytes | None]
+"""Current content (None when absent) → the new content, or None to leave it as it is.
+
+Runs in parallel share ``latest.json`` and, with several steps, their run's ``index.json``:
+a plain read-then-write would let one writer's update silently replace another's. The update
+may be called more than once (S3 retries after a concurrent change) and must not have effects.
+"""
+
+CONFLICT_ATTEMPTS = 20
+"""S3 conditional-write attempts before giving up on a key that keeps changing under us."""
+
+
 class ArtifactStore(Protocol):
     """Bytes in, bytes out, under keys relative to the store's root."""
 
@@ -120,6 +138,10 @@ class ArtifactStore(Protocol):
     def get_bytes(self, key: str) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def update_bytes(self, key: str, update: Update) -> None:
+        """Read-modify-write ``key`` atomically against concurrent writers (see ``Update``)."""
+        ...
 
     def describe(self, key: str) -> str:
         """Full location of ``key`` for messages (a path or an s3:// URI)."""
@@ -140,11 +162,24 @@ class LocalArtifactStore:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            _replace_atomically(path, data)
         except OSError as error:
             raise ArtifactStoreError(f"Could not write {path}: {error}") from error
+
+    def update_bytes(self, key: str, update: Update) -> None:
+        """Under an exclusive ``flock`` on a sidecar ``.<name>.lock`` file, which every process
+        updating ``key`` on this machine (or on an NFSv4 share) takes first."""
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+                current = path.read_bytes() if path.is_file() else None
+                new = update(current)
+                if new is not None:
+                    _replace_atomically(path, new)
+        except OSError as error:
+            raise ArtifactStoreError(f"Could not update {path}: {error}") from error
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
@@ -160,6 +195,17 @@ class LocalArtifactStore:
 
     def describe(self, key: str) -> str:
         return str(self._path(key))
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    """Write a temporary file named for this writer alone, then rename it over ``path``:
+    readers never see half a file and concurrent writers never share a temporary file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class S3ArtifactStore:
@@ -198,8 +244,50 @@ class S3ArtifactStore:
             return False
         return True
 
+    def update_bytes(self, key: str, update: Update) -> None:
+        """Compare-and-swap by conditional write: PUT with ``If-Match: <ETag read>`` (or
+        ``If-None-Match: *`` when absent), re-read and retry when another writer won."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            current, etag = self._get_with_etag(key)
+            new = update(current)
+            if new is None:
+                return
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=new, **condition
+                )
+                return
+            except Exception as error:
+                if _error_code(error) not in _CONFLICT_CODES:
+                    raise ArtifactStoreError(
+                        f"Could not write {self.describe(key)}: {error}"
+                    ) from error
+            time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))
+        raise ArtifactStoreError(
+            f"Could not update {self.describe(key)}: other writers changed it first "
+            f"{CONFLICT_ATTEMPTS} times in a row. The upload is retried; if this persists, "
+            "check that the endpoint supports conditional writes (If-Match)."
+        )
+
+    def _get_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return response["Body"].read(), response.get("ETag")
+        except Exception as error:
+            if _error_code(error) in {"NoSuchKey", "404", "NotFound"}:
+                return None, None
+            raise ArtifactStoreError(f"Could not read {self.describe(key)}: {error}") from error
+
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
+
+
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+def _error_code(error: Exception) -> str | None:
+    return getattr(error, "response", {}).get("Error", {}).get("Code")
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -257,13 +345,40 @@ def read_run_index(store: ArtifactStore, run_id: str) -> RunIndex:
 
 
 def record_invocation(store: ArtifactStore, run_id: str, record: InvocationRecord) -> None:
-    """Append ``record`` to the run's index and move the ``latest.json`` pointer."""
-    index = read_run_index(store, run_id)
-    kept = tuple(i for i in index.invocations if i.label != record.label)
-    updated = RunIndex(run_id=run_id, invocations=(*kept, record))
-    store.put_bytes(f"{run_prefix(run_id)}/{INDEX_FILE}", updated.to_json().encode())
-    latest = {"run_id": run_id, "invocation": record.label, "created_at": record.created_at}
-    store.put_bytes(LATEST_KEY, json.dumps(latest).encode())
+    """Append ``record`` to the run's index and move ``latest.json`` forward to it.
+
+    Both are read-modify-writes of documents other runs (latest.json) or other steps of this
+    run (index.json) update at the same time, so both go through ``update_bytes``. The pointer
+    only moves forward: an invocation that finishes uploading after a newer one (a slow
+    upload, a retry) leaves the pointer on the newer one.
+    """
+    index_key = f"{run_prefix(run_id)}/{INDEX_FILE}"
+
+    def append(current: bytes | None) -> bytes:
+        index = (
+            RunIndex(run_id=run_id)
+            if current is None
+            else RunIndex.from_json(current, source=store.describe(index_key))
+        )
+        kept = tuple(i for i in index.invocations if i.label != record.label)
+        return RunIndex(run_id=run_id, invocations=(*kept, record)).to_json().encode()
+
+    def move_forward(current: bytes | None) -> bytes | None:
+        if current is not None and _pointer_time(current) > record.created_at:
+            return None
+        latest = {"run_id": run_id, "invocation": record.label, "created_at": record.created_at}
+        return json.dumps(latest).encode()
+
+    store.update_bytes(index_key, append)
+    store.update_bytes(LATEST_KEY, move_forward)
+
+
+def _pointer_time(data: bytes) -> float:
+    """``created_at`` of a stored latest.json; an unreadable pointer counts as oldest."""
+    try:
+        return float(json.loads(data)["created_at"])
+    except (ValueError, KeyError, TypeError):
+        return float("-inf")
 
 
 def artifact_key(run_id: str, label: str, name: str) -> str:
