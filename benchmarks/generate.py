@@ -4,7 +4,10 @@ Why synthetic: the benchmarks need 100 to 10,000 models with a known graph, so t
 recovery *had* to run (failed ∪ downstream) is computed here from the generator's own edges,
 independently of the planner under test. Why this shape:
 
-- a root layer (``select … from range(R)``) so nothing needs external data or seeds;
+- a root layer (``select … from range(R)``) so nothing needs external data or seeds — or, in
+  the *seeded* shape (size ``"1000s"``), jaffle-shop's pattern: each root model reads a source
+  whose ``raw`` table a seed of the project loads, an edge dbt's DAG lacks and Dagster
+  resolves by table name (what made one-op builds fail Dagster's topological-order check);
 - every other model has 1–3 parents (fan-in), the first from the layer just above (so a model's
   layer is its depth; each model of that layer feeds at least one while they last) and the
   others from any earlier layer, chosen by a heavy-tailed "popularity" so a few models feed
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from orchestration.settings import REPO_ROOT
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 3
 """Bump when the output changes, so cached projects are regenerated."""
 
 FAULT_MACRO = REPO_ROOT / "dbt_project" / "macros" / "orchestration_faults.sql"
@@ -168,7 +171,22 @@ def _weighted(rng: random.Random, ordered: list[str], cumulative: list[float], s
     return ordered[min(bisect.bisect_right(cumulative, point, lo=start), len(ordered) - 1)]
 
 
-def model_sql(name: str, parents: tuple[str, ...]) -> str:
+def parse_size(size: int | str) -> tuple[int, bool]:
+    """``1000`` or ``"1000"`` → (1000, plain); ``"1000s"`` → (1000, seeded)."""
+    text = str(size)
+    return int(text.rstrip("s")), text.endswith("s")
+
+
+def seed_csv(name: str) -> str:
+    """The rows the root model ``name`` would compute, as the seed its source reads."""
+    salt = int(name[1:])
+    rows = [f"{i},{(i * (salt % 97 + 3) + salt) % 1000}" for i in range(ROWS_PER_MODEL)]
+    return "id,v\n" + "\n".join(rows) + "\n"
+
+
+def model_sql(name: str, parents: tuple[str, ...], *, seeded: bool = False) -> str:
+    if not parents and seeded:
+        return f"select id, v from {{{{ source('ext', 'raw_{name}') }}}}\n"
     if not parents:
         salt = int(name[1:])
         value = f"(range * {salt % 97 + 3} + {salt}) % 1000"
@@ -201,6 +219,16 @@ models:
   synthetic:
     +materialized: table
     +pre-hook: "{{ orchestration_fault_hook() }}"
+
+seeds:
+  synthetic:
+    +schema: raw
+"""
+
+GENERATE_SCHEMA_MACRO = """\
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {{ custom_schema_name | trim if custom_schema_name else target.schema }}
+{%- endmacro %}
 """
 
 PROFILES_YML = """\
@@ -215,15 +243,16 @@ synthetic:
 """
 
 
-def project_dir(work_dir: Path, n: int, seed: int) -> Path:
-    return work_dir / "projects" / f"n{n}-s{seed}"
+def project_dir(work_dir: Path, n: int, seed: int, seeded: bool = False) -> Path:
+    return work_dir / "projects" / f"n{n}-s{seed}{'-seeded' if seeded else ''}"
 
 
-def write_project(work_dir: Path, n: int, seed: int = 0) -> tuple[Path, SyntheticGraph]:
-    """The project for ``(n, seed)`` under ``work_dir``: reused when already written."""
-    root = project_dir(work_dir, n, seed)
+def write_project(work_dir: Path, size: int | str, seed: int = 0) -> tuple[Path, SyntheticGraph]:
+    """The project for ``(size, seed)`` under ``work_dir``: reused when already written."""
+    n, seeded = parse_size(size)
+    root = project_dir(work_dir, n, seed, seeded)
     stamp = root / ".generated.json"
-    expected = {"version": GENERATOR_VERSION, "n": n, "seed": seed}
+    expected = {"version": GENERATOR_VERSION, "n": n, "seed": seed, "seeded": seeded}
     graph_file = root / "graph.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == expected and graph_file.is_file():
         return root, SyntheticGraph.from_dict(json.loads(graph_file.read_text()))
@@ -234,12 +263,15 @@ def write_project(work_dir: Path, n: int, seed: int = 0) -> tuple[Path, Syntheti
     shutil.copyfile(FAULT_MACRO, root / "macros" / FAULT_MACRO.name)
     (root / "dbt_project.yml").write_text(DBT_PROJECT_YML)
     (root / "profiles.yml").write_text(PROFILES_YML)
+    if seeded:
+        _write_seeds(root, graph.layers[0])
     for index, layer in enumerate(graph.layers):
         folder = root / "models" / f"layer_{index:02d}"
         folder.mkdir(parents=True)
         schema: list[dict[str, object]] = []
         for name in layer:
-            (folder / f"{name}.sql").write_text(model_sql(name, graph.parents[name]))
+            sql = model_sql(name, graph.parents[name], seeded=seeded)
+            (folder / f"{name}.sql").write_text(sql)
             if name in graph.tests:
                 columns = [{"name": "id", "data_tests": list(graph.tests[name])}]
                 schema.append({"name": name, "columns": columns})
@@ -250,3 +282,19 @@ def write_project(work_dir: Path, n: int, seed: int = 0) -> tuple[Path, Syntheti
     graph_file.write_text(json.dumps(graph.to_dict()))
     stamp.write_text(json.dumps(expected))
     return root, graph
+
+
+def _write_seeds(root: Path, roots: tuple[str, ...]) -> None:
+    """One seed per root model and the source that reads its table (``raw.raw_<model>``).
+
+    The source is named ``ext``, not ``raw``: a source named like the seeds' schema would get
+    the seed's own asset key, which dagster-dbt rejects as a duplicate (it says so, naming
+    both nodes)."""
+    (root / "seeds").mkdir()
+    (root / "macros" / "generate_schema_name.sql").write_text(GENERATE_SCHEMA_MACRO)
+    for name in roots:
+        (root / "seeds" / f"raw_{name}.csv").write_text(seed_csv(name))
+    tables = [{"name": f"raw_{name}"} for name in roots]
+    sources = {"version": 2, "sources": [{"name": "ext", "schema": "raw", "tables": tables}]}
+    (root / "models").mkdir(exist_ok=True)
+    (root / "models" / "_sources.yml").write_text(json.dumps(sources, indent=1) + "\n")

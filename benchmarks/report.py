@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from benchmarks.generate import parse_size
+
 PACKAGES = ("dagster", "dagster-dbt", "dbt-core", "dbt-duckdb", "duckdb")
 
 
@@ -61,9 +63,15 @@ def fmt(stats: Mapping[str, Any], spec: str = ".2f", unit: str = "") -> str:
     return f"{median:{spec}}{unit} ({low:{spec}}–{high:{spec}})"
 
 
+def size_label(size: str) -> str:
+    """ "1,000" for a plain synthetic project, "1,000 seeded" when seeds feed its sources."""
+    n, seeded = parse_size(size)
+    return f"{n:,} seeded" if seeded else f"{n:,}"
+
+
 def by_size(sizes: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """Rows in model-count order (JSON keys are strings, and may come back sorted as text)."""
-    return sorted(sizes.items(), key=lambda item: int(item[0]))
+    return sorted(sizes.items(), key=lambda item: parse_size(item[0]))
 
 
 def by_position(positions: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -154,7 +162,7 @@ def _recovery(data: Mapping[str, Any], missed: list[str]) -> list[str]:
                 return fmt(path["work_ratio"]) + exact
 
             lines.append(
-                f"| {int(n):,} | {position} | {row['failed_model']} | {row['needed']} | "
+                f"| {size_label(n)} | {position} | {row['failed_model']} | {row['needed']} | "
                 f"{cell(paths['ours_from_failure'])} | {cell(paths['ours_from_artifacts'])} | "
                 f"{row['planner']['work_ratio']:.2f}"
                 f"{' exact' if row['planner']['exactly_the_needed_set'] else ' (set differs)'} | "
@@ -167,19 +175,21 @@ def _recovery(data: Mapping[str, Any], missed: list[str]) -> list[str]:
                     paths[name]["exactly_the_needed_set"] and ratio["min"] == ratio["max"] == 1
                 ):
                     missed.append(
-                        f"- **Figure 1, {name} at {int(n):,} models, failure near {position}**: "
+                        f"- **Figure 1, {name} at {size_label(n)} models, "
+                        f"failure near {position}**: "
                         f"work ratio {fmt(paths[name]['work_ratio'])} instead of exactly 1.00 "
                         f"(executed {paths[name]['executed']} of {row['needed']})."
                     )
             untagged = paths.get("ours_from_failure_python_untagged")
             if untagged:
                 untagged_rows.append(
-                    f"| {int(n):,} | {position} | {row['needed']} | "
+                    f"| {size_label(n)} | {position} | {row['needed']} | "
                     f"{untagged['executed'][0]} | {fmt(untagged['work_ratio'])} |"
                 )
                 if untagged["work_ratio"]["max"] != 1.0:
                     untagged_missed.append(
-                        f"{int(n):,} models near {position}: {untagged['executed'][0]} run for "
+                        f"{size_label(n)} models near {position}: "
+                        f"{untagged['executed'][0]} run for "
                         f"{row['needed']} needed ({untagged['work_ratio']['median']:.2f}×)"
                     )
     if untagged_missed:
@@ -236,7 +246,8 @@ def _recovery_time(data: Mapping[str, Any], missed: list[str]) -> list[str]:
             gap = ours["wall_s"]["median"] - floor["wall_s"]["median"]
             gaps.append(gap)
             lines.append(
-                f"| {int(n):,} | {position} | {row['needed']} | {fmt(ours['wall_s'], '.1f')} s | "
+                f"| {size_label(n)} | {position} | {row['needed']} | "
+                f"{fmt(ours['wall_s'], '.1f')} s | "
                 f"{fmt(floor['wall_s'], '.1f')} s | {fmt(ratio)} | "
                 f"{mark(ratio['median'] <= target)} | "
                 f"{fmt(ours.get('dagster_run_s', ours['wall_s']), '.1f')} s | {gap:.1f} s | "
@@ -246,7 +257,7 @@ def _recovery_time(data: Mapping[str, Any], missed: list[str]) -> list[str]:
             )
             if ratio["median"] > target:
                 missed.append(
-                    f"- **Figure 2 at {int(n):,} models, failure near {position}** "
+                    f"- **Figure 2 at {size_label(n)} models, failure near {position}** "
                     f"({row['needed']} models to rebuild): {ratio['median']:.2f}× the floor "
                     f"against ≤ {target:.2f} — {ratio['median'] / target - 1:.0%} over; our "
                     f"run took {gap:.1f} s more than dbt alone."
@@ -291,9 +302,9 @@ def _overhead(data: Mapping[str, Any], missed: list[str]) -> list[str]:
     ]
     sizes = data["sizes"]
     for n, row in by_size(sizes):
-        at_target_size = int(n) == 1000
+        at_target_size = parse_size(n)[0] == 1000
         lines.append(
-            f"| {int(n):,} | {fmt(row['dbt_build_s'], '.1f')} s | "
+            f"| {size_label(n)} | {fmt(row['dbt_build_s'], '.1f')} s | "
             f"{fmt(row['dagster_process_s'], '.1f')} s | {fmt(row['ratio'])} | "
             + (mark(row["ratio"]["median"] <= target) if at_target_size else "–")
             + f" | {fmt(row['dagster_run_s'], '.1f')} s | "
@@ -356,10 +367,12 @@ def _sensor(data: Mapping[str, Any], missed: list[str]) -> list[str]:
     measured = {n: row for n, row in data["sizes"].items() if "not_measured" not in row}
     for n, row in by_size(data["sizes"]):
         if "not_measured" in row:
-            lines.append(f"| {int(n):,} | – | – | – | not measured: {row['not_measured']} | | | |")
+            lines.append(
+                f"| {size_label(n)} | – | – | – | not measured: {row['not_measured']} | | | |"
+            )
             continue
         lines.append(
-            f"| {int(n):,} | {row['blocking_checks']:,} | {row['needed']} | "
+            f"| {size_label(n)} | {row['blocking_checks']:,} | {row['needed']} | "
             f"{', '.join(map(str, row['requested_assets'])) or 'none'} | "
             f"{fmt(row['tick_s'], '.3f')} s | {fmt(row['storage_calls'], '.0f')} | "
             f"{fmt(row['sql_statements'], '.0f')} | {row['events_written']:,} |"
@@ -396,7 +409,8 @@ def _sensor(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         missed.append(
             "- **Figure 4, queries constant in N**: storage calls vary with N: "
             + ", ".join(
-                f"{int(n):,} → {row['storage_calls']['median']:.0f}" for n, row in measured.items()
+                f"{size_label(n)} → {row['storage_calls']['median']:.0f}"
+                for n, row in measured.items()
             )
         )
     top = measured.get("10000")
@@ -464,9 +478,9 @@ def _load(data: Mapping[str, Any], missed: list[str]) -> list[str]:
     ]
     for n, row in by_size(data["sizes"]):
         wall, rss = row["wall_s"], row["peak_rss_mb"]
-        at_target_size = int(n) == 10000
+        at_target_size = parse_size(n)[0] == 10000
         lines.append(
-            f"| {int(n):,} | {row['manifest_mb']} MB | "
+            f"| {size_label(n)} | {row['manifest_mb']} MB | "
             + " | ".join(f"{fmt(wall[name], '.1f')} s" for name in present)
             + f" | {fmt(row['ratio_ours_to_bare'])} | "
             + (mark(row["ratio_ours_to_bare"]["median"] <= target) if at_target_size else "–")

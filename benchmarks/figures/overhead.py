@@ -14,17 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.env import BenchEnv, models_in
-from benchmarks.generate import write_project
+from benchmarks.generate import parse_size, write_project
 from benchmarks.timing import Stats, progress, ratios
 
 TARGET_RATIO_AT_1000 = 1.10
 
 
-def run(work: Path, sizes: list[int], *, repeats: int) -> dict[str, Any]:
+def run(work: Path, sizes: list[int | str], *, repeats: int) -> dict[str, Any]:
     by_size: dict[str, Any] = {}
-    for n in sizes:
-        project, _ = write_project(work, n)
-        env = BenchEnv(project, work / "envs" / f"overhead-n{n}").reset()
+    for size in sizes:
+        n, _ = parse_size(size)
+        project, _ = write_project(work, size)
+        env = BenchEnv(project, work / "envs" / f"overhead-n{size}").reset()
         env.parse()
         progress(f"overhead n={n}: first full build unless one exists (tables to replace)")
         env.ensure_built()
@@ -49,7 +50,7 @@ def run(work: Path, sizes: list[int], *, repeats: int) -> dict[str, Any]:
                 f"overhead n={n} {repeat + 1}/{repeats}: dbt {direct.wall_s:.1f}s, "
                 f"Dagster {job.wall_s:.1f}s (run {job.run_s:.1f}s)"
             )
-        by_size[str(n)] = {
+        by_size[str(size)] = {
             "ratio": ratios(dagster_s, direct_s).to_dict(),
             "dbt_build_s": Stats.of(direct_s).to_dict(),
             "dagster_process_s": Stats.of(dagster_s).to_dict(),

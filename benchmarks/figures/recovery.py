@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.env import BenchEnv, models_in
-from benchmarks.generate import write_project
+from benchmarks.generate import parse_size, write_project
 from benchmarks.timing import Stats, progress, ratios, run_process
 from orchestration.settings import REPO_ROOT
 
@@ -189,7 +189,7 @@ def measure_position(
 
 def run(
     work: Path,
-    sizes: list[int],
+    sizes: list[int | str],
     *,
     repeats: int,
     secondary_repeats: int = 1,
@@ -198,13 +198,14 @@ def run(
 ) -> dict[str, Any]:
     """Figures 1 and 2 for every size; one isolated environment per size."""
     by_size: dict[str, Any] = {}
-    for n in sizes:
-        project, graph = write_project(work, n)
-        env = BenchEnv(project, work / "envs" / f"recovery-n{n}").reset()
+    for size in sizes:
+        n, _ = parse_size(size)
+        project, graph = write_project(work, size)
+        env = BenchEnv(project, work / "envs" / f"recovery-n{size}").reset()
         progress(f"recovery n={n}: parse, and a first full dbt build unless one exists")
         env.parse()
         env.ensure_built()
-        by_size[str(n)] = {
+        by_size[str(size)] = {
             position: measure_position(
                 env,
                 graph,
