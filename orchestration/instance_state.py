@@ -17,6 +17,7 @@ from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGra
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import RESUME_RETRY_TAG
 from dagster_dbt import DagsterDbtTranslator
+from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
 from orchestration.artifacts.run_results import RunResults, merge_run_results, parse_run_results
 from orchestration.artifacts.store import ArtifactStore, find_run_results_keys
@@ -27,6 +28,7 @@ from orchestration.recovery import (
     CheckRef,
     CheckStatus,
     DbtNodeIndex,
+    NotAsset,
     RetryPlan,
     RunOutcome,
     RunStatus,
@@ -59,29 +61,70 @@ def recovery_graph(asset_graph: BaseAssetGraph) -> AssetGraph:
 
 
 def dbt_node_index(manifest: Mapping[str, Any], translator: DagsterDbtTranslator) -> DbtNodeIndex:
-    """dbt unique_id ↔ asset key, and each test → the check it is in Dagster."""
-    assets: dict[str, str] = {}
-    for unique_id, node in manifest["nodes"].items():
-        if node.get("resource_type") in {"model", "seed", "snapshot"}:
-            assets[unique_id] = translator.get_asset_key(node).to_user_string()
+    """dbt unique_id ↔ asset key, each test → the check it is in Dagster (dagster-dbt's own
+    rule: attached node, single parent or ``meta.dagster.ref``), and the nodes that are
+    neither, so that a plan can name them."""
+    nodes = manifest["nodes"]
+    assets = {
+        uid: translator.get_asset_key(node).to_user_string()
+        for uid, node in nodes.items()
+        if node.get("resource_type") in {"model", "seed", "snapshot"}
+        and (node.get("config") or {}).get("materialized") != "ephemeral"
+    }
     checks: dict[str, CheckRef] = {}
-    for unique_id, node in manifest["nodes"].items():
+    for uid, node in nodes.items():
         if node.get("resource_type") != "test":
             continue
-        parents = [p for p in (node.get("depends_on") or {}).get("nodes", ()) if p in assets]
-        attached = node.get("attached_node") or (parents[0] if len(parents) == 1 else None)
-        severity = str((node.get("config") or {}).get("severity", "error")).lower()
-        if attached in assets:
-            checks[unique_id] = CheckRef(
-                asset=assets[attached], check_name=node["name"], blocking=severity == "error"
-            )
-        elif parents:
-            # A test over several models is no asset check in dagster-dbt: known, never a
-            # reason to rebuild (dbt build re-runs it with its models anyway).
-            checks[unique_id] = CheckRef(
-                asset=assets[parents[0]], check_name=node["name"], blocking=False
-            )
-    return DbtNodeIndex(asset_by_unique_id=assets, test_to_check=checks)
+        check = get_asset_check_key_for_test(manifest, translator, uid, None)
+        asset = check.asset_key.to_user_string() if check else None
+        if asset in assets.values():
+            severity = str((node.get("config") or {}).get("severity", "error")).lower()
+            checks[uid] = CheckRef(asset, check.name, blocking=severity == "error")
+    return DbtNodeIndex(
+        asset_by_unique_id=assets,
+        test_to_check=checks,
+        not_assets=_not_assets(manifest, assets, checks),
+    )
+
+
+_NOT_ASSET_NOTES = {
+    "model": "ephemeral model: compiled into the models that ref it, nothing to run",
+    "test": "test that is no asset check (on a source, or on no single model): dbt runs it "
+    "with the models it selects",
+    "unit_test": "unit test: runs before its model is rebuilt",
+    "exposure": "exposure: not built; downstream of re-run assets",
+    "semantic_model": "semantic model: not built; reads the re-run model",
+    "metric": "metric: not built",
+    "saved_query": "saved query: not built by the recovery (select it to export)",
+}
+
+
+def _not_assets(
+    manifest: Mapping[str, Any], assets: Mapping[str, str], checks: Mapping[str, CheckRef]
+) -> dict[str, NotAsset]:
+    """Every manifest node that is neither an asset nor a check, with its asset parents
+    (through ephemeral models, which dagster-dbt collapses)."""
+    groups = ("nodes", "unit_tests", "exposures", "semantic_models", "metrics", "saved_queries")
+    everything = {uid: node for group in groups for uid, node in manifest.get(group, {}).items()}
+
+    def asset_parents(uid: str, seen: set[str]) -> set[str]:
+        found: set[str] = set()
+        for parent in (everything.get(uid) or {}).get("depends_on", {}).get("nodes") or ():
+            if parent in assets:
+                found.add(assets[parent])
+            elif parent in everything and parent not in seen:
+                seen.add(parent)
+                found |= asset_parents(parent, seen)
+        return found
+
+    result: dict[str, NotAsset] = {}
+    for uid, node in everything.items():
+        kind = node.get("resource_type") or uid.split(".", 1)[0]
+        if uid in assets or uid in checks or kind not in _NOT_ASSET_NOTES:
+            continue
+        parents = tuple(sorted(asset_parents(uid, {uid})))
+        result[uid] = NotAsset(uid, _NOT_ASSET_NOTES[kind], parents)
+    return result
 
 
 def parent_run_id(run: DagsterRun) -> str | None:

@@ -40,6 +40,7 @@ def render_table(plan: RetryPlan) -> str:
         f"unknown node (not in today's manifest): {u.unique_id} [{u.status}]"
         for u in plan.unknown_nodes
     ]
+    footer += [f"not an asset: {n.unique_id} — {n.note}" for n in plan.not_assets]
     return "\n".join(header + lines + ([""] + footer if footer else []))
 
 

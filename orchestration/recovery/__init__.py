@@ -4,7 +4,7 @@ Plain Python over plain data (sets of keys, parent maps, statuses): no Dagster c
 I/O, so the UI, the sensor, the op and the CLI share one rule and it is testable in milliseconds.
 """
 
-from orchestration.recovery.graph import AssetGraph, CheckRef, DbtNodeIndex
+from orchestration.recovery.graph import AssetGraph, CheckRef, DbtNodeIndex, NotAsset
 from orchestration.recovery.outcome import CheckOutcome, CheckStatus, RunOutcome, RunStatus
 from orchestration.recovery.plan import (
     AssetState,
@@ -27,6 +27,7 @@ __all__ = [
     "CheckRef",
     "CheckStatus",
     "DbtNodeIndex",
+    "NotAsset",
     "PlannedAsset",
     "Reason",
     "RetryPlan",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from orchestration.artifacts.run_results import MATERIALIZING_RESOURCE_TYPES, resource_type_of
@@ -205,6 +205,20 @@ class CheckRef:
 
 
 @dataclass(frozen=True)
+class NotAsset:
+    """A dbt node Dagster has no asset or check for, and what recovery does about it."""
+
+    unique_id: str
+    note: str
+    """e.g. "ephemeral model: compiled into the models that ref it"."""
+    asset_parents: tuple[str, ...] = ()
+    """Asset keys it depends on (directly, or through ephemeral models)."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"unique_id": self.unique_id, "note": self.note}
+
+
+@dataclass(frozen=True)
 class DbtNodeIndex:
     """Translation between dbt unique_ids and Dagster asset keys / checks.
 
@@ -217,6 +231,10 @@ class DbtNodeIndex:
     """Models, seeds and snapshots → asset key."""
     test_to_check: Mapping[str, CheckRef]
     """dbt tests → the check they become on the model they are attached to."""
+    not_assets: Mapping[str, NotAsset] = field(default_factory=dict)
+    """dbt nodes that are no asset or check (ephemeral models, tests on sources, unit tests,
+    exposures, semantic models, saved queries, metrics): known, so never "unknown", and named
+    in a plan when they sit on a re-run asset."""
 
     @cached_property
     def unique_ids_by_asset(self) -> Mapping[str, tuple[str, ...]]:
@@ -226,6 +244,14 @@ class DbtNodeIndex:
             if resource_type_of(unique_id) in MATERIALIZING_RESOURCE_TYPES:
                 by_asset.setdefault(asset, []).append(unique_id)
         return {asset: tuple(sorted(ids)) for asset, ids in by_asset.items()}
+
+    def not_assets_on(self, keys: AbstractSet[str]) -> tuple[NotAsset, ...]:
+        """The non-asset nodes that depend on any of ``keys``, sorted by unique_id."""
+        return tuple(
+            node
+            for _, node in sorted(self.not_assets.items())
+            if not keys.isdisjoint(node.asset_parents)
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {

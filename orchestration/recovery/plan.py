@@ -41,7 +41,7 @@ from orchestration.artifacts.run_results import (
     RunResults,
 )
 from orchestration.errors import PlanError
-from orchestration.recovery.graph import AssetGraph, DbtNodeIndex
+from orchestration.recovery.graph import AssetGraph, DbtNodeIndex, NotAsset
 from orchestration.recovery.outcome import CheckOutcome, CheckStatus, RunOutcome, RunStatus
 
 PREVIEW_KEYS = 5
@@ -156,6 +156,8 @@ class RetryPlan:
     carried_over: tuple[CarriedOver, ...]
     unknown_nodes: tuple[UnknownNode, ...] = ()
     warnings: tuple[str, ...] = ()
+    not_assets: tuple[NotAsset, ...] = ()
+    """dbt nodes on re-run assets that are no Dagster asset (named, never silently dropped)."""
 
     @cached_property
     def keys(self) -> frozenset[str]:
@@ -195,8 +197,15 @@ class RetryPlan:
             "assets": [asset.to_dict() for asset in self.assets],
             "carried_over": [carried.to_dict() for carried in self.carried_over],
             "unknown_nodes": [node.to_dict() for node in self.unknown_nodes],
+            "not_assets": [node.to_dict() for node in self.not_assets],
             "warnings": list(self.warnings),
         }
+
+    def naming_not_assets(self, index: DbtNodeIndex | None) -> RetryPlan:
+        """This plan with the non-asset dbt nodes that sit on its re-run assets."""
+        if index is None:
+            return self
+        return replace(self, not_assets=index.not_assets_on(self.keys))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> RetryPlan:
@@ -306,7 +315,7 @@ def plan_run_chain(
         ),
         unknown_nodes=tuple(unknown.values()),
         warnings=tuple(warnings),
-    )
+    ).naming_not_assets(index)
 
 
 def _chain_views(
@@ -635,6 +644,8 @@ def _unknown_nodes(index: DbtNodeIndex, results: RunResults | None) -> list[Unkn
         return []
     unknown = []
     for result in _latest_results(results):
+        if result.unique_id in index.not_assets:
+            continue  # known to the manifest, just not an asset or check
         if result.resource_type in MATERIALIZING_RESOURCE_TYPES:
             known = result.unique_id in index.asset_by_unique_id
         elif result.resource_type == "test":

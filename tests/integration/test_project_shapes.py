@@ -156,6 +156,14 @@ def test_a_broken_mid_graph_model_is_recovered_exactly_by_every_path(jaffle: Pro
 
     plan = plan_json(failed.run_id)
     assert as_unique_ids({a["key"] for a in plan["assets"]}) == needed
+    # Nodes that are no asset are named, never dropped: what sits on the re-run models.
+    assert {n["unique_id"] for n in plan["not_assets"]} == {
+        "exposure.jaffle_like.weekly_dashboard",
+        "metric.jaffle_like.order_total",
+        "saved_query.jaffle_like.order_total_by_day",
+        "semantic_model.jaffle_like.orders",
+    }
+    assert plan["unknown_nodes"] == []  # tests on sources are known, just not checks
     with pipeline.instance() as instance:
         run = instance.get_run_by_id(failed.run_id)
         snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
