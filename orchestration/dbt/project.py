@@ -174,9 +174,10 @@ def prepare_manifest(settings: Settings, *, force: bool = False) -> Path:
     """Run ``dbt parse`` when the manifest is missing or older than the project's files,
     after ``dbt deps`` when the project's packages are not installed."""
     path = manifest_path(settings)
-    if not force and not manifest_is_stale(settings):
+    missing = packages_missing(settings.dbt_project_dir)
+    if not force and not missing and not manifest_is_stale(settings):
         return path
-    if packages_missing(settings.dbt_project_dir):
+    if missing:
         install_packages(settings)
     started = time.monotonic()
     completed = _run_dbt(settings, "parse", "--target-path", str(path.parent))
