@@ -9,6 +9,9 @@ Layout (keys are relative to the store's root)::
     runs/<run_id>/<invocation>/sources.json       (source freshness only)
     latest.json                                   pointer to the newest invocation
 
+``latest.json`` and each ``index.json`` are shared by concurrent writers and only ever changed
+through ``update_bytes`` (a lock locally, conditional writes on S3).
+
 The index files exist so that "the artifacts of run X" and "the latest artifacts" are one GET
 each: listing a bucket with thousands of runs is slow and costs money.
 """

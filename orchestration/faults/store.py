@@ -7,6 +7,9 @@ it once per invocation and passes the active faults to dbt as ``--vars``; the db
 ``get_test_sql`` makes a listed model's error-severity tests fail. With no fault set the vars
 are empty and the hooks render nothing: zero cost.
 
+Off unless ``ORCHESTRATION_FAULTS_ENABLED=1`` (``FaultStore.from_settings``): whoever can write
+the file must not be able to fail production runs, so with it off runs never open the file.
+
 A transient fault (``--times N``) counts down once per dbt invocation in which the model
 really failed because of it (read from that invocation's run_results.json), so a model that
 was skipped because something upstream failed does not use up its fault.
