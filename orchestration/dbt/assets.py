@@ -50,8 +50,9 @@ class DbtBuildConfig(Config):
     retry_from_artifacts: str | None = Field(
         default=None,
         description="Like retry_from_run_id, from a run_results.json in the artifact store "
-        "(a key such as 'external/nightly/run_results.json', or a full path / s3:// URI) — "
-        "also for dbt runs that happened outside Dagster.",
+        "(a key such as 'external/nightly/run_results.json'), or a path / s3:// URI under a "
+        "prefix listed in ORCHESTRATION_ARTIFACTS_EXTRA_LOCATIONS — also for dbt runs that "
+        "happened outside Dagster. Anything else is refused unread.",
     )
 
 
