@@ -240,11 +240,35 @@ def run_outcome(
         checks=tuple(checks.values()),
         dbt_results=stored.results,
         failed_steps_assets=frozenset(_step_assets(asset_graph, failed_steps)),
-        # The UI's From failure, or any run in which our op carried an asset over: it ran the
-        # chain's plan, so what it selected but carried over is not its to decide.
-        resumes_chain=run.tags.get(RESUME_RETRY_TAG) == "true" or carried_over,
+        # A run in which our op ran a recovery plan selected what it carried over without
+        # deciding it. Runs recorded before carried-over Outputs stopped materializing are
+        # recognised by the marker on those materializations.
+        resumes_chain=runs_recovery_plan(run) or carried_over,
     )
     return outcome, stored.warnings
+
+
+RETRY_FROM_CONFIG_KEYS = ("retry_from_run_id", "retry_from_artifacts")
+"""The dbt op's run config that makes it run the plan of stored artifacts."""
+
+
+def runs_recovery_plan(run: DagsterRun) -> bool:
+    """Whether our dbt op runs a recovery plan in ``run`` and carries over what the plan
+    keeps: a *From failure* re-execution (tag ``dagster/is_resume_retry=true``, set by the UI;
+    a Python caller passes it) or a run whose op config names stored artifacts.
+
+    The same two conditions as ``orchestration.dbt.recovery.choose_selection``; a step
+    selection without the tag runs what it selected and decides all of it.
+    """
+    if run.tags.get(RESUME_RETRY_TAG) == "true":
+        return True
+    ops = (run.run_config or {}).get("ops") or {}
+    return any(
+        isinstance(op, Mapping)
+        and isinstance(op.get("config"), Mapping)
+        and any(op["config"].get(key) for key in RETRY_FROM_CONFIG_KEYS)
+        for op in ops.values()
+    )
 
 
 def _is_blocking(asset_graph: BaseAssetGraph, check_key: Any) -> bool:

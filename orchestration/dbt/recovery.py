@@ -9,11 +9,11 @@ over.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, Output
+from dagster._core.definitions.source_asset import SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster_dbt import DagsterDbtTranslator
 
@@ -22,6 +22,7 @@ from orchestration.artifacts.run_results import parse_run_results
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.dbt import argv
 from orchestration.instance_state import (
+    CARRIED_OVER_METADATA_KEY,
     RETRY_OF_TAG,
     dbt_node_index,
     plan_for_run,
@@ -32,7 +33,6 @@ from orchestration.recovery import RetryPlan, plan_from_run_results
 from orchestration.settings import load_settings
 
 RESUME_RETRY_TAG = "dagster/is_resume_retry"
-ASSET_RESUME_RETRY_TAG = "dagster/is_asset_resume_retry"
 
 
 @dataclass
@@ -48,9 +48,13 @@ class SelectionChoice:
         """Outputs for carried-over assets that a later step of this run consumes.
 
         A *From failure* re-execution re-runs the dbt step and every step downstream of it;
-        a downstream step whose input was not yielded is skipped. So for a carried-over asset
-        that such a step reads, we yield an Output marked ``orchestration/carried_over_from``:
-        the data is the one built in that run, not rebuilt here.
+        a downstream step whose input was not yielded is skipped, so such an asset needs an
+        Output. But any asset Output makes Dagster record a new materialization, and this
+        data was not rebuilt: its latest materialization, data version and check results
+        must stay those of the run that built it. Dagster 1.13 has no public way to yield an
+        asset's Output without an event; the one it has internally (the marker with which
+        source-asset observations skip theirs, ``execute_step``) does exactly that, so the
+        Output carries it (``tests/integration/test_carried_over_assets.py`` pins it).
         """
         if not self.carried_over:
             return
@@ -63,12 +67,17 @@ class SelectionChoice:
             children = graph.get(key).child_keys if graph.has(key) else set()
             if not any(child not in own_keys for child in children):
                 continue
+            context.log.info(
+                f"{key.to_user_string()}: carried over from run {run_id} for the steps "
+                "downstream; no new materialization recorded"
+            )
             yield Output(
                 None,
                 output_name=context.assets_def.get_output_name_for_asset_key(key),
                 metadata={
-                    "orchestration/carried_over_from": run_id,
+                    CARRIED_OVER_METADATA_KEY: run_id,
                     "orchestration/rebuilt": False,
+                    SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION: True,
                 },
             )
 
@@ -117,16 +126,16 @@ def subset_selection(
     return argv.Selection(tuple(sorted(unique_ids)))
 
 
-def is_from_failure(run: DagsterRun, all_step_keys: AbstractSet[str]) -> bool:
-    """A step-level "from failure" re-execution: the UI's *From failure* (tagged) or
-    ``execute_job(reexecution_options=ReexecutionOptions.from_failure(...))`` (a parent and a
-    partial step selection, no tag). *All steps* selects every step and rebuilds everything."""
-    if run.tags.get(RESUME_RETRY_TAG) == "true":
-        return True
-    if run.tags.get(ASSET_RESUME_RETRY_TAG) == "true":
-        return False  # asset-level: Dagster already selected exactly the assets to re-run
-    steps = run.step_keys_to_execute
-    return bool(run.parent_run_id) and steps is not None and set(steps) != set(all_step_keys)
+def is_from_failure(run: DagsterRun) -> bool:
+    """Whether the run is a *From failure* re-execution, which runs the chain's plan.
+
+    Only the tag says so: the UI's *From failure* sets ``dagster/is_resume_retry=true`` (so
+    must a Python caller, ``execute_job(..., tags={RESUME_RETRY_TAG: "true"})``). A step
+    selection alone says nothing: *Re-execute selected* (and ``ReexecutionOptions`` with a
+    ``step_selection``) also has a parent and a partial selection, and must run what it
+    selected — guessing "from failure" there ran nothing after a successful dbt step.
+    """
+    return run.tags.get(RESUME_RETRY_TAG) == "true"
 
 
 def read_location(
@@ -257,8 +266,7 @@ def choose_selection(
             retry_from_artifacts=retry_from_artifacts,
         )
         return _choice_from_plan(context, plan, manifest, translator, origin, carry_over=True)
-    all_steps = {node.name for node in context.job_def.graph.nodes}
-    if is_from_failure(run, all_steps) and run.parent_run_id:
+    if is_from_failure(run) and run.parent_run_id:
         plan = _instance_plan(
             context, run.parent_run_id, manifest=manifest, translator=translator, store=store
         )

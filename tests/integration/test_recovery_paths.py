@@ -27,6 +27,7 @@ from tests.dbt_graph import all_models, model_descendants
 pytestmark = [pytest.mark.integration, BOTH_STORAGES]
 
 MIDDLE = "int_deals__converted"
+RESUME_RETRY_TAG = "dagster/is_resume_retry"
 MART_CHECK_SQL = (
     "select (select count(*) from fct_deals), (select round(sum(amount_reporting), 2) "
     "from fct_deals), (select count(*) from fct_revenue_by_owner)"
@@ -34,6 +35,8 @@ MART_CHECK_SQL = (
 
 
 def reexecute(pipeline: Pipeline, parent_run_id: str, *, from_failure: bool = True) -> object:
+    """*From failure* as the UI launches it (failed steps, tagged ``dagster/is_resume_retry``),
+    or *All steps*."""
     job = build_reconstructable_job(
         "orchestration.definitions", "job_by_name", reconstructable_args=("daily_pipeline",)
     )
@@ -44,7 +47,11 @@ def reexecute(pipeline: Pipeline, parent_run_id: str, *, from_failure: bool = Tr
             else ReexecutionOptions(parent_run_id=parent_run_id)
         )
         return execute_job(
-            job, instance=instance, reexecution_options=options, raise_on_error=False
+            job,
+            instance=instance,
+            reexecution_options=options,
+            tags={RESUME_RETRY_TAG: "true"} if from_failure else None,
+            raise_on_error=False,
         )
 
 
