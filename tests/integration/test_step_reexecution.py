@@ -211,3 +211,22 @@ def test_selected_dbt_step_of_an_asset_subset_run_rebuilds_that_subset(
     assert run is not None and run.is_success
     assert run.asset_selection is not None and AssetKey("fct_deals") in run.asset_selection
     assert executed_models(pipeline, run_id) == models
+
+
+def daily_pipeline() -> Any:
+    return build_reconstructable_job(
+        "orchestration.definitions", "job_by_name", reconstructable_args=("daily_pipeline",)
+    )
+
+
+def test_selected_dbt_step_from_python_rebuilds_every_model(pipeline: Pipeline) -> None:
+    """The README's Python equivalent of *Re-execute selected*."""
+    from dagster import ReexecutionOptions
+
+    parent = pipeline.run_job("daily_pipeline")
+    assert parent.success
+    with pipeline.instance() as instance:
+        options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=["dbt_models"])
+        result = execute_job(daily_pipeline(), instance=instance, reexecution_options=options)
+    assert result.success
+    assert executed_models(pipeline, result.run_id) == all_models()
