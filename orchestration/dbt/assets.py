@@ -6,8 +6,9 @@ The op is recovery-aware. It decides which dbt nodes to run, in this order:
    ``retry_from_artifacts``) → only what those artifacts say did not finish, plus downstream;
 2. the run is a UI *Re-execute → From failure* (tag ``dagster/is_resume_retry``) → only the
    recovery plan of the parent chain, never a model that already succeeded in it;
-3. the run selects a subset of assets (*From asset failure*, a partial materialization) →
-   exactly that subset;
+3. the run selects a subset of assets (*From asset failure*, a partial materialization) or
+   re-executes selected steps without that tag (*Re-execute selected*) → exactly what it
+   selected, even models that succeeded before;
 4. otherwise the whole project.
 """
 
