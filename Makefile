@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(abspath $(VENV))/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-# The webserver, daemon and run workers find `dbt` through PATH (DESIGN.md).
+# The webserver, daemon and run workers find `dbt` through PATH (docs/architecture.md).
 export PATH := $(BIN):$(PATH)
 
 .PHONY: install run test dev bench bench-quick lint

@@ -134,5 +134,5 @@ def main() -> None:
     progress(f"wrote {args.out} and {args.markdown} in {(time.time() - started) / 60:.1f} min")
 
 
-if __name__ == "__main__":  # the multiprocess executor re-imports __main__ (DESIGN.md)
+if __name__ == "__main__":  # the multiprocess executor re-imports __main__
     main()

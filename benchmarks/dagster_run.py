@@ -65,5 +65,5 @@ def main() -> None:
     print(RESULT_MARKER + json.dumps(summary), flush=True)
 
 
-if __name__ == "__main__":  # the multiprocess executor re-imports __main__ (DESIGN.md)
+if __name__ == "__main__":  # the multiprocess executor re-imports __main__
     main()

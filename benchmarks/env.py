@@ -25,7 +25,7 @@ from benchmarks.timing import ProcessResult, run_process
 from orchestration.settings import REPO_ROOT
 
 DBT_THREADS = 2
-"""As in DESIGN.md's scale table: ``--threads 2`` on this 2-core machine."""
+"""``--threads 2``: one dbt thread per core of this 2-core machine."""
 
 RESULT_MARKER = "BENCH_RESULT "
 

@@ -1,7 +1,7 @@
 """What the retry sensor reads from the Dagster instance on a tick, in a fixed number of queries.
 
-Open-source Dagster stores no per-asset failure events (DESIGN.md, "Facts about our
-dependencies"), so "failed" is derived: an asset failed when the run that last *planned* it
+Open-source Dagster stores no per-asset failure events (docs/architecture.md, "What Dagster
+records"), so "failed" is derived: an asset failed when the run that last *planned* it
 (its asset record's ``last_run_id``) ended FAILURE or CANCELED without materializing it, or when
 its blocking check failed after its latest materialization. Everything here is batched — one
 query for all asset records, one for all blocking checks, one for the runs those records name,

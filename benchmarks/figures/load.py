@@ -8,7 +8,7 @@ of the generated project, once). Variants, interleaved within each repeat:
   build_definitions()"`` (as specified);
 - ``bare``: ``benchmarks/scripts/bare_load.py`` — one ``@dbt_assets`` and a ``Definitions``;
 - ``ours_gc_off``: ours with Python's garbage collector disabled during the load, to size the
-  fix DESIGN.md points at (about half of a 10,000-model load is collection);
+  fix that pausing the collector is (about half of a 10,000-model load is collection);
 - ``imports``: ``import dagster, dagster_dbt`` alone, the floor under every variant, and
   ``ours_imports``: ``import orchestration.definitions`` (what ours imports before any work).
 

@@ -67,7 +67,7 @@ def shadow_project(project_dir: Path, selectors_yaml: str) -> Iterator[Path]:
 
 def dbt_cli_version() -> version.Version:
     """dbt-core's version from package metadata: instant, where ``dbt --version`` costs ~1.7 s
-    of subprocess per run (DESIGN.md)."""
+    of subprocess per run (measured in benchmarks/RESULTS.md)."""
     return version.parse(importlib.metadata.version("dbt-core"))
 
 

@@ -37,7 +37,7 @@ def dbt_executable() -> str:
     """The ``dbt`` next to this interpreter, else the one on PATH.
 
     The webserver and daemon may be started by absolute path without the venv's ``bin/`` on
-    PATH (DESIGN.md); looking beside ``sys.executable`` first makes that work.
+    PATH; looking beside ``sys.executable`` first makes that work.
     """
     beside = Path(sys.executable).parent / "dbt"
     if beside.is_file() and os.access(beside, os.X_OK):
