@@ -1,6 +1,6 @@
-"""``python -m orchestration …`` (see ``orchestration.cli``)."""
+"""``python -m orchestration …`` (see ``orchestration.cli.main``)."""
 
-from orchestration.cli import main
+from orchestration.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -8,8 +8,8 @@ import gc
 from dagster import AssetKey, Definitions, in_process_executor
 
 from orchestration.dbt.assets import DBT_OP_NAME, build_dbt_assets, stage_plan
+from orchestration.dbt.freshness import build_freshness_checks
 from orchestration.dbt.project import load_manifest
-from orchestration.freshness import build_freshness_checks
 from orchestration.ingest.assets import build_ingest_assets
 from orchestration.jobs import build_jobs
 from orchestration.reports import build_report_asset
@@ -46,7 +46,7 @@ def _build_definitions() -> Definitions:
         uid: node for uid, node in manifest["nodes"].items() if node.get("resource_type") == "model"
     }
     report = build_report_asset(settings, models)
-    from orchestration.sensors import build_sensors
+    from orchestration.retry_sensor.sensor import build_sensors
 
     defs = Definitions(
         assets=[*ingest, dbt_assets_def, *([report] if report else [])],

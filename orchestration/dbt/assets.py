@@ -21,7 +21,7 @@ from dagster_dbt import dbt_assets
 from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 from pydantic import Field
 
-from orchestration.dbt.invoke import InvocationOutcome, stream_staged
+from orchestration.dbt.invocation import InvocationOutcome, stream_staged
 from orchestration.dbt.project import load_manifest
 from orchestration.dbt.recovery import choose_selection
 from orchestration.dbt.stages import Edge, StagePlan, plan_stages

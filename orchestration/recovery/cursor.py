@@ -59,7 +59,7 @@ class PendingAlert:
     """A give-up alert the receiver has not accepted yet."""
 
     payload: Mapping[str, Any]
-    """The alert as plain JSON data (what `orchestration.alerts.Alert.to_dict` gives)."""
+    """The alert as plain JSON data (``Alert.to_dict`` of the sensor's alerts module)."""
     failures: int = 0
     """Failed deliveries so far."""
     next_attempt_at: float = 0.0

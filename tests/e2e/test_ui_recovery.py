@@ -91,7 +91,7 @@ def executed_models(pipeline: Pipeline, run_id: str) -> set[str]:
 
 
 def planned_models(run_id: str) -> set[str]:
-    from orchestration.recovery_cli import compute_plan
+    from orchestration.cli.plan import compute_plan
 
     reset_caches()
     return compute_plan(run_id).keys & all_models()
@@ -127,7 +127,7 @@ def test_from_asset_failure_after_a_failed_test(services: DagsterServices) -> No
 
 
 def test_from_asset_failure_after_a_fail_fast_cut_off(services: DagsterServices) -> None:
-    from orchestration.recovery_cli import compute_plan
+    from orchestration.cli.plan import compute_plan
 
     services.pipeline.faults().inject("stg_crm__contacts", times=1)
     config = {"ops": {"dbt_models": {"config": {"fail_fast": True}}}}
@@ -197,7 +197,7 @@ def test_from_asset_failure_after_the_run_worker_was_killed(services: DagsterSer
             instance.get_run_by_id(run_id), message="run worker killed (SIGKILL) by the test"
         )
     assert services.wait_for_run(run_id) == "FAILURE"
-    from orchestration.recovery_cli import compute_plan
+    from orchestration.cli.plan import compute_plan
 
     reset_caches()
     plan = compute_plan(run_id)

@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, execute_job
 from dagster._core.definitions.reconstruct import build_reconstructable_job
 
-from orchestration.freshness import CHECK_NAME
+from orchestration.dbt.freshness import CHECK_NAME
 from tests.conftest import Pipeline, reset_caches
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ def test_a_hanging_source_freshness_is_stopped_and_named_in_the_check_result(
     hanging = tmp_path / "dbt"
     hanging.write_text("#!/bin/sh\nexec sleep 120\n")
     hanging.chmod(0o755)
-    monkeypatch.setattr("orchestration.freshness.dbt_executable", lambda: str(hanging))
+    monkeypatch.setattr("orchestration.dbt.freshness.dbt_executable", lambda: str(hanging))
     monkeypatch.setenv("ORCHESTRATION_SOURCE_FRESHNESS", "1")
     monkeypatch.setenv("ORCHESTRATION_DBT_COMMAND_TIMEOUT_SECONDS", "2")
     reset_caches()

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from orchestration.artifacts.store import open_store, read_run_index
-from orchestration.cli import main as cli_main
+from orchestration.cli.main import main as cli_main
 from tests.conftest import Pipeline, statuses, stored_run_results, use_postgres_warehouse
 from tests.dbt_graph import all_models, model_descendants
 from tests.postgres import PostgresDatabase, PostgresServer

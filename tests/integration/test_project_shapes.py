@@ -19,7 +19,7 @@ import pytest
 from dagster import DagsterEventType, ReexecutionOptions, execute_job
 from dagster._core.definitions.reconstruct import build_reconstructable_job
 
-from orchestration.cli import main as cli_main
+from orchestration.cli.main import main as cli_main
 from tests.conftest import Pipeline
 from tests.integration.test_retry_sensor import SensorDriver, execute_retry
 from tests.project_shapes import (

@@ -17,7 +17,7 @@ from dagster import ReexecutionOptions, execute_job
 from dagster._core.definitions.reconstruct import build_reconstructable_job
 
 from orchestration.artifacts.store import open_store, read_run_index
-from orchestration.cli import main as cli_main
+from orchestration.cli.main import main as cli_main
 from orchestration.dbt.project import dbt_executable
 from orchestration.settings import REPO_ROOT
 from tests.conftest import BOTH_STORAGES, Pipeline, statuses, stored_run_results

@@ -31,7 +31,6 @@ from dagster import (
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from orchestration import sensors
-from orchestration.alerts import DeliveryPolicy
 from orchestration.artifacts.store import open_store
 from orchestration.instance_state import (
     ATTEMPT_TAG,
@@ -41,6 +40,7 @@ from orchestration.instance_state import (
     ROOT_RUN_TAG,
 )
 from orchestration.resources import ArtifactStoreResource
+from orchestration.retry_sensor.alerts import DeliveryPolicy
 from orchestration.settings import REPO_ROOT
 from tests.conftest import BOTH_STORAGES, Pipeline, free_port, statuses, stored_run_results
 from tests.dbt_graph import model_descendants

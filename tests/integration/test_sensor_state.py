@@ -22,7 +22,7 @@ from dagster import (
     materialize,
 )
 
-from orchestration.sensor_state import FailureKind, read_tick_state
+from orchestration.history.tick_state import FailureKind, read_tick_state
 from tests.conftest import STORAGE_PASSWORD_ENV
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from orchestration.alerts import (
+from orchestration.recovery.cursor import RetryCursor
+from orchestration.retry_sensor.alerts import (
     ALERT_MAX_ASSETS_LISTED,
     Alert,
     DeliveryPolicy,
@@ -23,7 +24,6 @@ from orchestration.alerts import (
     redact_url,
     slack_payload,
 )
-from orchestration.recovery.cursor import RetryCursor
 
 SECRET_PATH = "/services/T000SECRET/B000SECRET/XXXXsecrettokenXXXX"
 

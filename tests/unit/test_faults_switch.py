@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.cli import main as cli_main
+from orchestration.cli.main import main as cli_main
 from orchestration.faults.store import FaultStore
 from orchestration.settings import load_settings
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from orchestration.dbt.invoke import not_done_nodes, stop_dbt
+from orchestration.dbt.invocation import not_done_nodes, stop_dbt
 from orchestration.dbt.stages import plan_stages
 from orchestration.errors import ConfigurationError
 

@@ -1,7 +1,7 @@
 """``retry_failed_assets_sensor``: automatic recovery of failed assets and their downstream.
 
 Each tick reads the latest state of every asset in a fixed number of batched queries
-(``sensor_state``), groups the failed assets by failure chain (root run → retry → retry …), asks
+(``history.tick_state``), groups the failed assets by failure chain (root run → retry …), asks
 the retry policy what to do with each chain (``recovery.policy.decide``: budget, backoff, error
 kind) and then launches a run of the chain's failed assets plus everything downstream of them in
 the asset graph, or says why not — SkipReason text in the UI, and for every give-up (each failed
@@ -38,8 +38,18 @@ from dagster import (
 )
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
-from orchestration.alerts import DeliveryPolicy, deliver_pending_alerts
 from orchestration.artifacts.store import ArtifactStore
+from orchestration.history.tick_state import (
+    QueryLog,
+    RunEvidence,
+    assets_by_step,
+    dbt_adapter_type,
+    dbt_unique_ids_by_asset,
+    job_asset_keys,
+    read_chain_runs,
+    read_run_evidence,
+    read_tick_state,
+)
 from orchestration.instance_state import recovery_graph
 from orchestration.jobs import warehouse_tags
 from orchestration.recovery import plan_from_asset_states
@@ -54,7 +64,8 @@ from orchestration.recovery.classify import (
 from orchestration.recovery.cursor import RetryCursor, gave_up_marker, retry_run_key
 from orchestration.recovery.policy import ChainState, DecisionKind, RetryPolicy, decide
 from orchestration.resources import ArtifactStoreResource
-from orchestration.retry_launch import (
+from orchestration.retry_sensor.alerts import DeliveryPolicy, deliver_pending_alerts
+from orchestration.retry_sensor.chains import (
     SENSOR_NAME,
     asset_states,
     give_up_alert,
@@ -62,17 +73,6 @@ from orchestration.retry_launch import (
     is_full_refresh,
     retry_run_config,
     retry_tags,
-)
-from orchestration.sensor_state import (
-    QueryLog,
-    RunEvidence,
-    assets_by_step,
-    dbt_adapter_type,
-    dbt_unique_ids_by_asset,
-    job_asset_keys,
-    read_chain_runs,
-    read_run_evidence,
-    read_tick_state,
 )
 from orchestration.settings import Settings, load_settings
 

@@ -20,7 +20,7 @@ from orchestration.errors import OrchestrationError
 from orchestration.settings import REPO_ROOT, Settings, load_settings
 
 if TYPE_CHECKING:
-    from orchestration.run_summary import RunSummary
+    from orchestration.cli.summary import RunSummary
 
 
 def _dagster_home() -> Path:
@@ -41,7 +41,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a job; dbt's progress on the terminal, Dagster's events in a log file, a summary."""
-    from orchestration.run_summary import RunSummary
+    from orchestration.cli.summary import RunSummary
 
     settings = load_settings()
     home = _dagster_home()
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     faults.set_defaults(func=cmd_faults)
 
-    from orchestration.recovery_cli import add_plan_command
+    from orchestration.cli.plan import add_plan_command
 
     add_plan_command(sub)
     return parser

@@ -1,6 +1,6 @@
 """From the tick's state to what the retry sensor asks for: chains, reasons, tags, run config.
 
-Plain functions over ``sensor_state``'s data and the recovery planner; the sensor module wires
+Plain functions over ``history.tick_state``'s data and the recovery planner; the sensor module wires
 them to Dagster. Kept apart so that the rules (how failures group into chains, which reason an
 asset gets, what a retry run is tagged with) read in one place.
 """
@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration.alerts import Alert
 from orchestration.artifacts.run_results import NodeResult
+from orchestration.history.tick_state import FailedAsset, FailureKind, RunEvidence, RunInfo
 from orchestration.instance_state import ATTEMPT_TAG, RETRY_OF_TAG, RETRY_ROOT_TAG
 from orchestration.recovery import AssetGraph, AssetState, Reason, RetryPlan
 from orchestration.recovery.policy import Decision
-from orchestration.sensor_state import FailedAsset, FailureKind, RunEvidence, RunInfo
+from orchestration.retry_sensor.alerts import Alert
 
 SENSOR_NAME = "retry_failed_assets_sensor"
 TRIGGER_TAG = "orchestration/trigger"

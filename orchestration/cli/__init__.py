@@ -1,0 +1,1 @@
+"""``python -m orchestration``: prepare, run, faults, plan."""

@@ -1,0 +1,1 @@
+"""What Dagster recorded and the artifact store hold, as recovery's plain data."""
