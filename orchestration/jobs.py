@@ -8,19 +8,12 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from orchestration.dbt.assets import DBT_OP_NAME
 from orchestration.ingest.assets import INGEST_GROUP
 from orchestration.settings import Settings
+from orchestration.tags import PIPELINE_TAG
+from orchestration.warehouse import warehouse_tags
 
 DAILY_PIPELINE = "daily_pipeline"
 WEEKLY_FULL_REFRESH = "weekly_full_refresh"
 RECOVER_FROM_ARTIFACTS = "recover_from_artifacts"
-
-
-WAREHOUSE_TAG = "orchestration/warehouse"
-
-
-def warehouse_tags(settings: Settings) -> dict[str, str]:
-    """The tag deploy/dagster.yaml's queue limits runs by (one per warehouse target), so that
-    nightly runs and sensor retries never overload the warehouse together."""
-    return {WAREHOUSE_TAG: settings.dbt_target or "duckdb"}
 
 
 def build_jobs(settings: Settings) -> list[UnresolvedAssetJobDefinition]:
@@ -29,14 +22,14 @@ def build_jobs(settings: Settings) -> list[UnresolvedAssetJobDefinition]:
         selection=AssetSelection.all(),
         description="Ingestion → dbt build → reports. Recover a failure from the UI "
         "(Re-execute → From failure / From asset failure) or let retry_failed_assets_sensor do it.",
-        tags={"orchestration/pipeline": DAILY_PIPELINE, **warehouse_tags(settings)},
+        tags={PIPELINE_TAG: DAILY_PIPELINE, **warehouse_tags(settings)},
     )
     weekly = define_asset_job(
         WEEKLY_FULL_REFRESH,
         selection=AssetSelection.all(),
         description="Like daily_pipeline, with `dbt build --full-refresh`.",
         config={"ops": {DBT_OP_NAME: {"config": {"full_refresh": True}}}},
-        tags={"orchestration/pipeline": WEEKLY_FULL_REFRESH, **warehouse_tags(settings)},
+        tags={PIPELINE_TAG: WEEKLY_FULL_REFRESH, **warehouse_tags(settings)},
     )
     recover = define_asset_job(
         RECOVER_FROM_ARTIFACTS,
@@ -44,6 +37,6 @@ def build_jobs(settings: Settings) -> list[UnresolvedAssetJobDefinition]:
         description="dbt + downstream, for recovery from stored dbt artifacts: set "
         "ops.dbt_models.config.retry_from_run_id (a Dagster run) or retry_from_artifacts (a "
         "run_results.json in the artifact store, also from dbt runs outside Dagster).",
-        tags={"orchestration/pipeline": RECOVER_FROM_ARTIFACTS, **warehouse_tags(settings)},
+        tags={PIPELINE_TAG: RECOVER_FROM_ARTIFACTS, **warehouse_tags(settings)},
     )
     return [daily, weekly, recover]

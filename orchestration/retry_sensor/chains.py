@@ -14,16 +14,20 @@ from typing import Any
 
 from orchestration.artifacts.run_results import NodeResult
 from orchestration.history.tick_state import FailedAsset, FailureKind, RunEvidence, RunInfo
-from orchestration.instance_state import ATTEMPT_TAG, RETRY_OF_TAG, RETRY_ROOT_TAG
 from orchestration.recovery import AssetGraph, AssetState, Reason, RetryPlan
 from orchestration.recovery.policy import Decision
 from orchestration.retry_sensor.alerts import Alert
+from orchestration.tags import (
+    ATTEMPT_TAG,
+    FULL_REFRESH_TAG,
+    PLAN_REASONS_TAG,
+    PLAN_SUMMARY_TAG,
+    RETRY_OF_TAG,
+    RETRY_ROOT_TAG,
+    TRIGGER_TAG,
+)
 
 SENSOR_NAME = "retry_failed_assets_sensor"
-TRIGGER_TAG = "orchestration/trigger"
-PLAN_SUMMARY_TAG = "orchestration/plan_summary"
-PLAN_REASONS_TAG = "orchestration/plan_reasons"
-FULL_REFRESH_TAG = "orchestration/full_refresh"
 PLAN_SUMMARY_MAX_CHARS = 200
 PLAN_REASONS_MAX_BYTES = 4096
 DETAIL_MAX_CHARS = 200

@@ -51,7 +51,6 @@ from orchestration.history.tick_state import (
     read_tick_state,
 )
 from orchestration.instance_state import recovery_graph
-from orchestration.jobs import warehouse_tags
 from orchestration.recovery import plan_from_asset_states
 from orchestration.recovery.classify import (
     Classification,
@@ -75,6 +74,7 @@ from orchestration.retry_sensor.chains import (
     retry_tags,
 )
 from orchestration.settings import Settings, load_settings
+from orchestration.warehouse import warehouse_tags
 
 logger = logging.getLogger(__name__)
 
