@@ -29,6 +29,15 @@ MATERIALIZING_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot"})
 MODEL_OK_STATUSES = frozenset({"success", "no-op"})
 """Statuses after which a materializing node's relation is up to date."""
 
+MODEL_ERROR_STATUSES = frozenset({"error", "partial success", "runtime error"})
+"""A model, seed or snapshot that did not build (``partial success``: some microbatches)."""
+
+TEST_FAILED_STATUSES = frozenset({"fail", "error", "runtime error"})
+"""A test that failed or could not run (``warn`` never blocks)."""
+
+NODE_FAILED_STATUSES = MODEL_ERROR_STATUSES | TEST_FAILED_STATUSES
+"""Any node that failed in its own right (not skipped because of another)."""
+
 WHAT_TO_DO = "Re-run the job without artifacts, or point at another run's artifacts."
 
 

@@ -34,6 +34,7 @@ from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from packaging import version
 
+from orchestration.artifacts.run_results import NODE_FAILED_STATUSES
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.artifacts.upload import UploadReport, store_invocation_artifacts
 from orchestration.dbt import argv
@@ -92,7 +93,7 @@ def test_models_from_manifest(manifest: Mapping[str, Any]) -> dict[str, str]:
     return result
 
 
-_NOT_DONE_STATUSES = frozenset({"error", "fail", "skipped", "runtime error", "partial success"})
+_NOT_DONE_STATUSES = NODE_FAILED_STATUSES | {"skipped"}
 
 
 def not_done_nodes(

@@ -22,8 +22,9 @@ from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, Dagst
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.dagster_run import RunRecord, RunsFilter
+from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 
-from orchestration.artifacts.run_results import RunResults
+from orchestration.artifacts.run_results import NODE_FAILED_STATUSES, RunResults
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.instance_state import (
     ATTEMPT_TAG,
@@ -48,8 +49,6 @@ _EVIDENCE_EVENT_TYPES = {
     DagsterEventType.RUN_FAILURE,
     DagsterEventType.ENGINE_EVENT,
 }
-_DBT_FAILED_STATUSES = frozenset({"error", "fail", "runtime error", "partial success"})
-DBT_UNIQUE_ID_METADATA_KEY = "dagster_dbt/unique_id"
 
 
 class FailureKind(StrEnum):
@@ -376,7 +375,7 @@ def read_run_evidence(
         dbt_messages = [
             result.message
             for result in stored.results.by_unique_id.values()
-            if result.status in _DBT_FAILED_STATUSES and result.message
+            if result.status in NODE_FAILED_STATUSES and result.message
         ]
     if run.status is DagsterRunStatus.CANCELED:
         other_messages.append(f"run {run.run_id} was canceled")
@@ -426,7 +425,7 @@ def dbt_unique_ids_by_asset(asset_graph: BaseAssetGraph) -> dict[str, str]:
     result: dict[str, str] = {}
     for assets_def in getattr(asset_graph, "assets_defs", ()):
         for spec in assets_def.specs:
-            unique_id = (spec.metadata or {}).get(DBT_UNIQUE_ID_METADATA_KEY)
+            unique_id = (spec.metadata or {}).get(DAGSTER_DBT_UNIQUE_ID_METADATA_KEY)
             if isinstance(unique_id, str):
                 result[spec.key.to_user_string()] = unique_id
     return result

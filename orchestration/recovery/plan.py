@@ -36,7 +36,9 @@ from functools import cached_property
 
 from orchestration.artifacts.run_results import (
     MATERIALIZING_RESOURCE_TYPES,
+    MODEL_ERROR_STATUSES,
     MODEL_OK_STATUSES,
+    TEST_FAILED_STATUSES,
     NodeResult,
     RunResults,
 )
@@ -47,8 +49,6 @@ from orchestration.recovery.outcome import CheckOutcome, CheckStatus, RunOutcome
 PREVIEW_KEYS = 5
 """How many keys a warning names before it says "and N more"."""
 
-_MODEL_ERROR_STATUSES = frozenset({"error", "partial success", "runtime error"})
-_TEST_FAILED_STATUSES = frozenset({"fail", "error", "runtime error"})
 _TEST_STATUS_TO_CHECK = {
     "pass": CheckStatus.PASSED,
     "warn": CheckStatus.PASSED,  # a warning never blocks, whatever the test's severity
@@ -282,7 +282,7 @@ def plan_run_chain(
     if gone := root.planned - scope:
         warnings.append(
             f"{len(gone)} assets planned by run {root.run_id} are no longer in the asset graph "
-            f"and are left out: {_preview(gone)}"
+            f"and are left out: {preview(gone)}"
         )
     views, latest_position = _chain_views(graph, chain, index, scope)
     if index is None and (with_dbt := [run.run_id for run in chain if run.dbt_results]):
@@ -381,7 +381,7 @@ def _plan_latest_outcomes(
     for key in below:
         found = causes.get(key, frozenset())
         if found not in described:
-            described[found] = (f"downstream of failed {_preview(found)}", tuple(sorted(found)))
+            described[found] = (f"downstream of failed {preview(found)}", tuple(sorted(found)))
         detail, caused_by = described[found]
         planned[key] = PlannedAsset(key, Reason.DOWNSTREAM, detail, caused_by, None)
     return planned
@@ -416,9 +416,9 @@ def plan_from_run_results(
                     materialized.add(asset)
         elif result.resource_type == "test":
             ref = index.test_to_check.get(result.unique_id)
-            if ref is not None and ref.blocking and result.status in _TEST_FAILED_STATUSES:
+            if ref is not None and ref.blocking and result.status in TEST_FAILED_STATUSES:
                 planned.add(ref.asset)
-        elif result.status in _MODEL_ERROR_STATUSES | _TEST_FAILED_STATUSES:
+        elif result.status in MODEL_ERROR_STATUSES | TEST_FAILED_STATUSES:
             warnings.append(
                 f"{result.unique_id} ({result.resource_type}) ended '{result.status}'; "
                 "it is not an asset, so only the models it held back are re-run"
@@ -451,7 +451,7 @@ def plan_from_asset_states(
     if gone := {key for key in states if key not in graph}:
         warnings.append(
             f"{len(gone)} failed assets are no longer in the asset graph and are left out: "
-            f"{_preview(gone)}"
+            f"{preview(gone)}"
         )
     seeds = {key for key in states if key in graph and key not in exclude}
     affected = graph.downstream(seeds) - exclude
@@ -465,7 +465,7 @@ def plan_from_asset_states(
             continue
         found = causes.get(key, frozenset())
         if found not in described:
-            described[found] = (f"downstream of failed {_preview(found)}", tuple(sorted(found)))
+            described[found] = (f"downstream of failed {preview(found)}", tuple(sorted(found)))
         detail, caused_by = described[found]
         assets.append(PlannedAsset(key, Reason.DOWNSTREAM, detail, caused_by, None))
     return RetryPlan(
@@ -528,7 +528,7 @@ class _RunView:
         errored_in_dbt = {
             key
             for key, result in self.dbt_by_asset.items()
-            if result.status in _MODEL_ERROR_STATUSES
+            if result.status in MODEL_ERROR_STATUSES
         }
         evidence = self.held_back.keys() | errored_in_dbt | self.run.failed_steps_assets
         direct: dict[str, tuple[Reason, str]] = {}
@@ -548,7 +548,7 @@ class _RunView:
             names = ", ".join(check.check_name for check in checks)
             return Reason.CHECK_NOT_EXECUTED, f"materialized, but blocking check {names} never ran"
         result = self.dbt_by_asset.get(key)
-        if result is not None and result.status in _MODEL_ERROR_STATUSES:
+        if result is not None and result.status in MODEL_ERROR_STATUSES:
             prefix = "" if result.status == "error" else f"{result.status}: "
             return Reason.ERRORED, prefix + _first_line(result.message, "dbt reported an error")
         if key in self.run.failed_steps_assets and result is None:
@@ -598,7 +598,7 @@ class _RunView:
         if result is not None and result.cut_off_by_fail_fast:
             return Reason.FAIL_FAST, "cut off by --fail-fast when another node failed"
         if caused_by:
-            return Reason.UPSTREAM_FAILED, f"skipped because {_preview(caused_by)} failed"
+            return Reason.UPSTREAM_FAILED, f"skipped because {preview(caused_by)} failed"
         if result is not None and result.status == "skipped":
             return Reason.UPSTREAM_FAILED, _first_line(
                 result.message, "skipped by dbt after an upstream node (not an asset) failed"
@@ -661,7 +661,7 @@ def _unknown_warning(unknown: Iterable[UnknownNode], run_ids: Sequence[str]) -> 
     ids = [node.unique_id for node in unknown]
     return (
         f"{len(ids)} dbt nodes in the run_results of run {', '.join(run_ids)} are not in today's "
-        f"manifest (removed or renamed since?) and are not re-run: {_preview(ids)}"
+        f"manifest (removed or renamed since?) and are not re-run: {preview(ids)}"
     )
 
 
@@ -672,7 +672,7 @@ def _first_line(message: str | None, default: str) -> str:
     return default
 
 
-def _preview(keys: Iterable[str]) -> str:
+def preview(keys: Iterable[str]) -> str:
     """A short, sorted list of keys for messages: ``a, b, c and 12 more``."""
     ordered = sorted(keys)
     shown = ", ".join(ordered[:PREVIEW_KEYS])

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration.artifacts.run_results import NodeResult
+from orchestration.artifacts.run_results import MODEL_ERROR_STATUSES, NodeResult
 from orchestration.history.tick_state import FailedAsset, FailureKind, RunEvidence, RunInfo
 from orchestration.recovery import AssetGraph, AssetState, Reason, RetryPlan
 from orchestration.recovery.policy import Decision
@@ -34,7 +34,6 @@ DETAIL_MAX_CHARS = 200
 FULL_REFRESH_JOBS = frozenset({"weekly_full_refresh"})
 DBT_OP_NAME = "dbt_models"  # orchestration.dbt.assets.DBT_OP_NAME, without importing dbt here
 
-_DBT_ERROR_STATUSES = frozenset({"error", "partial success", "runtime error"})
 _DIRECT_REASONS = frozenset({Reason.ERRORED, Reason.CHECK_FAILED, Reason.CHECK_NOT_EXECUTED})
 
 
@@ -148,7 +147,7 @@ def _direct_reason(
     unique_id = unique_ids.get(asset.key)
     if unique_id is not None and evidence.dbt_results is not None:
         result = evidence.dbt_results.by_unique_id.get(unique_id)
-    if result is not None and result.status in _DBT_ERROR_STATUSES:
+    if result is not None and result.status in MODEL_ERROR_STATUSES:
         return Reason.ERRORED, _detail(result.message, "dbt reported an error")
     if result is None:
         for step in evidence.failed_steps:

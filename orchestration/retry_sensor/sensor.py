@@ -61,6 +61,7 @@ from orchestration.recovery.classify import (
     load_patterns,
 )
 from orchestration.recovery.cursor import RetryCursor, gave_up_marker, retry_run_key
+from orchestration.recovery.plan import preview
 from orchestration.recovery.policy import ChainState, DecisionKind, RetryPolicy, decide
 from orchestration.resources import ArtifactStoreResource
 from orchestration.retry_sensor.alerts import DeliveryPolicy, deliver_pending_alerts
@@ -84,7 +85,6 @@ ALERT_DELIVERY = DeliveryPolicy(
 )
 """One POST per alert per tick (a tick must stay well inside the daemon's sensor timeout), then
 30 s, 60 s, … capped at 10 min between ticks: five attempts span about 7.5 minutes."""
-PREVIEW_KEYS = 5
 
 
 def build_sensors(settings: Settings) -> list[SensorDefinition]:
@@ -319,7 +319,7 @@ def _retry_chains(
             if waiting:
                 line += (
                     f" ({len(waiting)} assets it would re-run are in or below a queued or "
-                    f"running run: {_preview(waiting)})"
+                    f"running run: {preview(waiting)})"
                 )
             outcome.lines.append(line)
             continue
@@ -377,12 +377,6 @@ def _retry_chains(
     keep = {root for root in chains} | {run.run_id for c in chains.values() for run in c.runs}
     outcome.cursor = cursor.pruned(keep)
     return outcome
-
-
-def _preview(keys: set[str]) -> str:
-    ordered = sorted(keys)
-    more = len(ordered) - PREVIEW_KEYS
-    return ", ".join(ordered[:PREVIEW_KEYS]) + (f" and {more} more" if more > 0 else "")
 
 
 __all__ = ["SENSOR_NAME", "build_retry_sensor", "build_sensors", "run_retry_tick"]
