@@ -90,37 +90,13 @@ def store_invocation_artifacts(
     The target folder (dagster-dbt's ``target/<op>-<run>-<uuid>/``, several MB each) is removed
     once everything present was stored, so disk use stays bounded over thousands of runs.
     """
-    stored: list[str] = []
-    failed: list[tuple[str, str]] = []
-    absent: list[str] = []
-    for name in files:
-        path = target_path / name
-        if not path.is_file():
-            absent.append(name)
-            continue
-        data = path.read_bytes()
-        key = artifact_key(run_id, label, name)
-        error = _with_retries(
-            lambda key=key, data=data: store.put_bytes(key, data),
-            attempts=attempts,
-            backoff_seconds=backoff_seconds,
-            sleep=sleep,
-        )
-        if error is None:
-            stored.append(name)
-        else:
-            failed.append((name, error))
-            # The endpoint is down: further files would only repeat the same wait.
-            failed.extend(
-                (other, "skipped after an earlier upload failed")
-                for other in files
-                if other != name
-                and other not in stored
-                and (target_path / other).is_file()
-                and files.index(other) > files.index(name)
-            )
-            break
 
+    def retried(action: Callable[[], object]) -> str | None:
+        return _with_retries(
+            action, attempts=attempts, backoff_seconds=backoff_seconds, sleep=sleep
+        )
+
+    stored, failed, absent = _upload_files(store, run_id, label, target_path, files, retried)
     if stored and not failed:
         record = InvocationRecord(
             label=label,
@@ -131,12 +107,7 @@ def store_invocation_artifacts(
             created_at=time.time(),
             missing=tuple(absent),
         )
-        error = _with_retries(
-            lambda: record_invocation(store, run_id, record),
-            attempts=attempts,
-            backoff_seconds=backoff_seconds,
-            sleep=sleep,
-        )
+        error = retried(lambda: record_invocation(store, run_id, record))
         if error is not None:
             failed.append(("index.json", error))
 
@@ -153,3 +124,37 @@ def store_invocation_artifacts(
         absent=tuple(absent),
         kept_folder=kept,
     )
+
+
+def _upload_files(
+    store: ArtifactStore,
+    run_id: str,
+    label: str,
+    target_path: Path,
+    files: Sequence[str],
+    retried: Callable[[Callable[[], object]], str | None],
+) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    """(stored, failed with why, absent) file names; stops at the first file that cannot be
+    stored: the endpoint is down, and further files would only repeat the same wait."""
+    stored: list[str] = []
+    failed: list[tuple[str, str]] = []
+    absent: list[str] = []
+    for position, name in enumerate(files):
+        path = target_path / name
+        if not path.is_file():
+            absent.append(name)
+            continue
+        data = path.read_bytes()
+        key = artifact_key(run_id, label, name)
+        error = retried(lambda key=key, data=data: store.put_bytes(key, data))
+        if error is None:
+            stored.append(name)
+            continue
+        failed.append((name, error))
+        failed.extend(
+            (other, "skipped after an earlier upload failed")
+            for other in files[position + 1 :]
+            if other not in stored and (target_path / other).is_file()
+        )
+        break
+    return stored, failed, absent

@@ -7,7 +7,6 @@ step: a stale feed is worth a warning, not a lost nightly build.
 """
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Collection, Iterator, Mapping
@@ -25,7 +24,7 @@ from dagster import (
 )
 
 from orchestration.artifacts.upload import store_invocation_artifacts
-from orchestration.dbt.project import dbt_executable
+from orchestration.dbt.project import dbt_command_args, dbt_subprocess_env
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import load_settings
 
@@ -105,69 +104,66 @@ def build_freshness_checks(
     def dbt_source_freshness(
         context: AssetCheckExecutionContext, artifacts: ArtifactStoreResource
     ) -> Iterator[AssetCheckResult]:
-        settings = load_settings()
-        selected = [
-            k for k in sources if any(ck.asset_key == k for ck in context.selected_asset_check_keys)
-        ]
-        label = f"dbt_source_freshness-{uuid.uuid4().hex[:8]}"
-        target = (
-            settings.dbt_project_dir
-            / "target"
-            / "invocations"
-            / f"{context.run.run_id[:8]}-{label}"
-        )
-        args = [
-            dbt_executable(),
-            "source",
-            "freshness",
-            "--select",
-            *(f"source:{sources[k].split('.', 2)[2]}" for k in selected),
-            "--project-dir",
-            str(settings.dbt_project_dir),
-            "--profiles-dir",
-            str(settings.dbt_profiles_dir),
-            "--target-path",
-            str(target),
-            "--log-path",
-            str(target),
-        ]
-        if settings.dbt_target:
-            args += ["--target", settings.dbt_target]
-        env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-        results, problem = run_source_freshness(
-            args, env=env, target=target, timeout_seconds=settings.dbt_command_timeout_seconds
-        )
-        if target.is_dir():
-            report = store_invocation_artifacts(
-                artifacts.open(),
-                run_id=context.run.run_id,
-                label=label,
-                command="source freshness",
-                step_key="dbt_source_freshness",
-                succeeded=not problem,
-                target_path=target,
-                attempts=settings.upload_attempts,
-                backoff_seconds=settings.upload_backoff_seconds,
-            )
-            if not report.complete:
-                context.log.warning(report.warning_text())
-        for key in selected:
-            item = results.get(sources[key])
-            status = item.get("status") if item else "not checked"
-            metadata: dict[str, Any] = {"status": status}
-            if item:
-                metadata["max_loaded_at"] = str(item.get("max_loaded_at"))
-                age = item.get("max_loaded_at_time_ago_in_s")
-                if age is not None:
-                    metadata["age_hours"] = round(float(age) / 3600, 2)
-            if problem:
-                metadata["problem"] = problem
-            yield AssetCheckResult(
-                asset_key=key,
-                check_name=CHECK_NAME,
-                passed=status == "pass",
-                severity=AssetCheckSeverity.WARN,
-                metadata=metadata,
-            )
+        selected_keys = {ck.asset_key for ck in context.selected_asset_check_keys}
+        selected = {key: uid for key, uid in sources.items() if key in selected_keys}
+        results, problem = _freshness_of(context, artifacts, selected)
+        for key, unique_id in selected.items():
+            yield _check_result(key, results.get(unique_id), problem)
 
     return [dbt_source_freshness]
+
+
+def _freshness_of(
+    context: AssetCheckExecutionContext,
+    artifacts: ArtifactStoreResource,
+    selected: Mapping[AssetKey, str],
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Run ``dbt source freshness`` on the selected sources and store its artifacts."""
+    settings = load_settings()
+    label = f"dbt_source_freshness-{uuid.uuid4().hex[:8]}"
+    run_id = context.run.run_id
+    target = settings.dbt_project_dir / "target" / "invocations" / f"{run_id[:8]}-{label}"
+    args = dbt_command_args(settings, "source", "freshness")
+    args += ["--select", *(f"source:{uid.split('.', 2)[2]}" for uid in selected.values())]
+    args += ["--target-path", str(target), "--log-path", str(target)]
+    results, problem = run_source_freshness(
+        args,
+        env=dbt_subprocess_env(settings),
+        target=target,
+        timeout_seconds=settings.dbt_command_timeout_seconds,
+    )
+    if target.is_dir():
+        report = store_invocation_artifacts(
+            artifacts.open(),
+            run_id=run_id,
+            label=label,
+            command="source freshness",
+            step_key="dbt_source_freshness",
+            succeeded=not problem,
+            target_path=target,
+            attempts=settings.upload_attempts,
+            backoff_seconds=settings.upload_backoff_seconds,
+        )
+        if not report.complete:
+            context.log.warning(report.warning_text())
+    return results, problem
+
+
+def _check_result(key: AssetKey, item: Mapping[str, Any] | None, problem: str) -> AssetCheckResult:
+    """A WARN check result from one entry of sources.json (or its absence)."""
+    status = item.get("status") if item else "not checked"
+    metadata: dict[str, Any] = {"status": status}
+    if item:
+        metadata["max_loaded_at"] = str(item.get("max_loaded_at"))
+        age = item.get("max_loaded_at_time_ago_in_s")
+        if age is not None:
+            metadata["age_hours"] = round(float(age) / 3600, 2)
+    if problem:
+        metadata["problem"] = problem
+    return AssetCheckResult(
+        asset_key=key,
+        check_name=CHECK_NAME,
+        passed=status == "pass",
+        severity=AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )

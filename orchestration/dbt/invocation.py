@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -38,7 +37,7 @@ from orchestration.artifacts.run_results import NODE_FAILED_STATUSES
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.artifacts.upload import UploadReport, store_invocation_artifacts
 from orchestration.dbt import argv
-from orchestration.dbt.project import dbt_executable
+from orchestration.dbt.project import dbt_executable, dbt_subprocess_env
 from orchestration.dbt.stages import StagePlan
 from orchestration.faults.store import FaultStore
 from orchestration.settings import Settings
@@ -81,6 +80,13 @@ class InvocationOutcome:
     upload: UploadReport | None = None
     spent_faults: list[str] = field(default_factory=list)
     succeeded: bool = False
+
+    def absorb(self, stage: InvocationOutcome) -> None:
+        """Fold one stage's outcome into the step's: the latest stage's artifacts, every
+        stage's spent faults, success only if every stage succeeded."""
+        self.args, self.run_results, self.upload = stage.args, stage.run_results, stage.upload
+        self.spent_faults += stage.spent_faults
+        self.succeeded = self.succeeded and stage.succeeded
 
 
 def test_models_from_manifest(manifest: Mapping[str, Any]) -> dict[str, str]:
@@ -143,14 +149,9 @@ def stream_staged(
     outcome.succeeded = True
     for number, unique_ids in enumerate(parts, 1):
         runnable = tuple(uid for uid in unique_ids if uid not in blocked)
-        context.log.info(
-            f"dbt stage {number} of {len(parts)}: {len(runnable)} nodes"
-            + (
-                f", {len(unique_ids) - len(runnable)} left out: an upstream did not finish"
-                if len(runnable) < len(unique_ids)
-                else ""
-            )
-        )
+        left_out = len(unique_ids) - len(runnable)
+        note = f", {left_out} left out: an upstream did not finish" if left_out else ""
+        context.log.info(f"dbt stage {number} of {len(parts)}: {len(runnable)} nodes{note}")
         if not runnable:
             continue
         part = InvocationOutcome()
@@ -166,18 +167,83 @@ def stream_staged(
         except DagsterDbtCliRuntimeError as error:
             first_error = first_error or error
         finally:
-            outcome.args, outcome.run_results, outcome.upload = (
-                part.args,
-                part.run_results,
-                part.upload,
-            )
-            outcome.spent_faults += part.spent_faults
-            outcome.succeeded = outcome.succeeded and part.succeeded
+            outcome.absorb(part)
         blocked |= stages.downstream(not_done_nodes(part.run_results, runnable, manifest))
         if first_error is not None and fail_fast:
             break
     if first_error is not None:
         raise first_error
+
+
+@dataclass(frozen=True)
+class DbtCall:
+    """One dbt invocation, decided before it starts: its arguments, folders and faults."""
+
+    command: str
+    args: list[str]
+    label: str
+    target_path: Path
+    selectors_yaml: str | None
+    """A generated selectors.yml when the selection is too large for the command line."""
+    faults: FaultStore
+    dbt_vars: Mapping[str, Any]
+    """The injected faults passed to dbt as ``--vars`` (empty: none)."""
+
+    def describe(self, selection: argv.Selection) -> str:
+        if selection.is_everything:
+            return f"dbt {self.command}: whole project"
+        via = " (via generated selectors.yml)" if self.selectors_yaml else ""
+        return f"dbt {self.command}: {len(selection.unique_ids or ())} selected nodes{via}"
+
+    def env(self, settings: Settings, project_dir: Path) -> dict[str, str]:
+        return dbt_subprocess_env(
+            settings,
+            DAGSTER_DBT_CLI="true",
+            PYTHONUNBUFFERED="1",
+            DBT_LOG_FORMAT="json",
+            DBT_TARGET_PATH=str(self.target_path),
+            DBT_LOG_PATH=str(self.target_path),
+            DBT_PROFILES_DIR=str(settings.dbt_profiles_dir),
+            DBT_PROJECT_DIR=str(project_dir),
+        )
+
+
+def plan_call(
+    context: AssetExecutionContext,
+    settings: Settings,
+    manifest: Mapping[str, Any],
+    command: str,
+    selection: argv.Selection,
+    **flags: Any,
+) -> DbtCall:
+    """Arguments, target folder and selectors file of one invocation (``flags``: full_refresh,
+    fail_fast, indirect_selection, extra for ``argv.build_args``)."""
+    faults = FaultStore.from_settings(settings)  # a no-op unless ORCHESTRATION_FAULTS_ENABLED=1
+    dbt_vars = faults.dbt_vars()
+    label = f"{context.op_execution_context.op.name}-{uuid.uuid4().hex[:8]}"
+    run_id = context.run.run_id
+    args = argv.build_args(
+        command,
+        selection=selection,
+        manifest=manifest,
+        threshold=settings.selector_threshold,
+        dbt_vars=dbt_vars,
+        target=settings.dbt_target,
+        **flags,
+    )
+    selectors = None
+    if argv.uses_selector_file(selection, settings.selector_threshold):
+        values = argv.selection_values(selection, manifest)
+        selectors = argv.selectors_yaml(values, flags.get("indirect_selection"))
+    return DbtCall(
+        command=command,
+        args=args,
+        label=label,
+        target_path=settings.dbt_project_dir / "target" / "invocations" / f"{run_id[:8]}-{label}",
+        selectors_yaml=selectors,
+        faults=faults,
+        dbt_vars=dbt_vars,
+    )
 
 
 def stream_dbt(
@@ -189,77 +255,31 @@ def stream_dbt(
     store: ArtifactStore,
     command: str = "build",
     selection: argv.Selection,
-    full_refresh: bool = False,
-    fail_fast: bool = False,
-    extra_args: Sequence[str] = (),
-    indirect_selection: str | None = None,
     outcome: InvocationOutcome,
+    **flags: Any,
 ) -> Iterator[Any]:
     """Yield the Dagster events of one dbt invocation; store its artifacts no matter what."""
-    faults = FaultStore.from_settings(settings)  # a no-op unless ORCHESTRATION_FAULTS_ENABLED=1
-    dbt_vars = faults.dbt_vars()
-    run_id = context.run.run_id
-    label = f"{context.op_execution_context.op.name}-{uuid.uuid4().hex[:8]}"
-    target_path = settings.dbt_project_dir / "target" / "invocations" / f"{run_id[:8]}-{label}"
-    args = argv.build_args(
-        command,
-        selection=selection,
-        manifest=manifest,
-        threshold=settings.selector_threshold,
-        full_refresh=full_refresh,
-        fail_fast=fail_fast,
-        dbt_vars=dbt_vars,
-        target=settings.dbt_target,
-        indirect_selection=indirect_selection,
-        extra=extra_args,
-    )
-    outcome.args = args
-    use_selector = argv.uses_selector_file(selection, settings.selector_threshold)
-    selectors = (
-        argv.selectors_yaml(argv.selection_values(selection, manifest), indirect_selection)
-        if use_selector
-        else ""
-    )
-    if dbt_vars:
-        context.log.warning(f"Injected faults are active for this invocation: {dbt_vars}")
-    context.log.info(
-        f"dbt {command}: "
-        + (
-            "whole project"
-            if selection.is_everything
-            else f"{len(selection.unique_ids or ())} selected nodes"
-            + (" (via generated selectors.yml)" if use_selector else "")
-        )
-    )
-
+    call = plan_call(context, settings, manifest, command, selection, **flags)
+    outcome.args = call.args
+    if call.dbt_vars:
+        context.log.warning(f"Injected faults are active for this invocation: {call.dbt_vars}")
+    context.log.info(call.describe(selection))
     with contextlib.ExitStack() as stack:
         project_dir = settings.dbt_project_dir
-        if use_selector:
-            project_dir = stack.enter_context(shadow_project(project_dir, selectors))
-        env = {
-            **os.environ,
-            **settings.dbt_env(),
-            "DAGSTER_DBT_CLI": "true",
-            "PYTHONUNBUFFERED": "1",
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "DBT_LOG_FORMAT": "json",
-            "DBT_TARGET_PATH": str(target_path),
-            "DBT_LOG_PATH": str(target_path),
-            "DBT_PROFILES_DIR": str(settings.dbt_profiles_dir),
-            "DBT_PROJECT_DIR": str(project_dir),
-        }
+        if call.selectors_yaml is not None:
+            project_dir = stack.enter_context(shadow_project(project_dir, call.selectors_yaml))
         invocation: DbtCliInvocation | None = None
         closing = False
         try:
             invocation = DbtCliInvocation.run(
-                args=[dbt_executable(), *args],
-                env=env,
+                args=[dbt_executable(), *call.args],
+                env=call.env(settings, project_dir),
                 manifest=manifest,
                 dagster_dbt_translator=translator,
                 # dbt reads the (shadow) project from DBT_PROJECT_DIR, but runs in the real
                 # project folder: relative paths in a profile (a DuckDB file) stay the same.
                 project_dir=settings.dbt_project_dir,
-                target_path=target_path,
+                target_path=call.target_path,
                 raise_on_error=True,
                 context=context,
                 adapter=None,
@@ -276,17 +296,16 @@ def stream_dbt(
                 stop_dbt(invocation.process)  # or dbt builds on, orphaned, after the step
             raise
         finally:
+            step_key = context.op_execution_context.get_step_execution_context().step.key
+            log = context.log if not closing else _fallback_log
             _finish(
-                context.log if not closing else _fallback_log,
+                log,
                 context.run.run_id,
-                context.op_execution_context.get_step_execution_context().step.key,
+                step_key,
                 settings,
                 manifest,
                 store,
-                faults,
-                target_path,
-                label,
-                command,
+                call,
                 invocation,
                 outcome,
             )
@@ -312,10 +331,7 @@ def _finish(
     settings: Settings,
     manifest: Mapping[str, Any],
     store: ArtifactStore,
-    faults: FaultStore,
-    target_path: Path,
-    label: str,
-    command: str,
+    call: DbtCall,
     invocation: DbtCliInvocation | None,
     outcome: InvocationOutcome,
 ) -> None:
@@ -332,20 +348,20 @@ def _finish(
             with contextlib.suppress(Exception):
                 outcome.run_results = invocation.get_artifact("run_results.json")
         if outcome.run_results is not None:
-            outcome.spent_faults = faults.record_invocation(
+            outcome.spent_faults = call.faults.record_invocation(
                 outcome.run_results, test_models=test_models_from_manifest(manifest)
             )
-        if not target_path.is_dir():
-            log.warning(f"dbt wrote no target folder at {target_path}; nothing stored.")
+        if not call.target_path.is_dir():
+            log.warning(f"dbt wrote no target folder at {call.target_path}; nothing stored.")
             return
         report = store_invocation_artifacts(
             store,
             run_id=run_id,
-            label=label,
-            command=command,
+            label=call.label,
+            command=call.command,
             step_key=step_key,
             succeeded=outcome.succeeded,
-            target_path=target_path,
+            target_path=call.target_path,
             attempts=settings.upload_attempts,
             backoff_seconds=settings.upload_backoff_seconds,
         )
@@ -357,5 +373,5 @@ def _finish(
     except Exception as error:  # the artifact path must never mask the dbt outcome
         log.warning(
             f"Storing dbt artifacts failed unexpectedly ({type(error).__name__}: {error}); "
-            f"files left at {target_path}."
+            f"files left at {call.target_path}."
         )

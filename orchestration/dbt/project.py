@@ -108,17 +108,38 @@ def packages_missing(project_dir: Path) -> bool:
     return len(installed) < len(declared)
 
 
-def _run_dbt(settings: Settings, command: str, *extra: str) -> subprocess.CompletedProcess:
-    """One helper dbt command (parse, deps) with the project's flags and a timeout."""
-    env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    args = [dbt_executable(), command, "--project-dir", str(settings.dbt_project_dir)]
-    args += ["--profiles-dir", str(settings.dbt_profiles_dir), *extra]
+def dbt_subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of every dbt process we start: ours plus what the project needs."""
+    return {
+        **os.environ,
+        **settings.dbt_env(),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        **extra,
+    }
+
+
+def dbt_command_args(settings: Settings, *command: str) -> list[str]:
+    """``dbt <command…>`` for this project, profiles folder and target (helper commands:
+    parse, deps, source freshness; builds go through ``orchestration.dbt.invocation``)."""
+    args = [dbt_executable(), *command, "--project-dir", str(settings.dbt_project_dir)]
+    args += ["--profiles-dir", str(settings.dbt_profiles_dir)]
     if settings.dbt_target:
         args += ["--target", settings.dbt_target]
+    return args
+
+
+def _run_dbt(settings: Settings, command: str, *extra: str) -> subprocess.CompletedProcess:
+    """One helper dbt command (parse, deps) with the project's flags and a timeout."""
+    args = [*dbt_command_args(settings, command), *extra]
     timeout = settings.dbt_command_timeout_seconds
     try:
         return subprocess.run(
-            args, env=env, capture_output=True, text=True, check=False, timeout=timeout
+            args,
+            env=dbt_subprocess_env(settings),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         raise ConfigurationError(

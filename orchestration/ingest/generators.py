@@ -190,11 +190,19 @@ def generate_crm(
 
     The first contact of each company is a deal owner, so every deal can name an owner
     from its own company; deal dates stay within the FX window so every amount converts.
+    One generator draws all three tables in order, so the same seed gives the same data.
     """
     rng = random.Random(seed)
     first_day, last_day = fx_window(scale, as_of)
-    window_days = (last_day - first_day).days
+    companies = _companies(rng, scale, first_day, loaded_at)
+    contacts, owners_by_company = _contacts(rng, scale, loaded_at)
+    deals = _deals(rng, scale, first_day, last_day, owners_by_company, loaded_at)
+    return {COMPANIES.name: companies, CONTACTS.name: contacts, DEALS.name: deals}
 
+
+def _companies(
+    rng: random.Random, scale: IngestScale, first_day: date, loaded_at: datetime
+) -> list[tuple]:
     companies: list[tuple] = []
     for company_id in range(1, scale.companies + 1):
         name = f"{rng.choice(_NAME_PARTS)} {rng.choice(_NAME_SUFFIXES)} {company_id}"
@@ -202,17 +210,15 @@ def generate_crm(
             first_day - timedelta(days=rng.randint(1, COMPANY_HISTORY_DAYS)),
             datetime.min.time(),
         ) + timedelta(seconds=rng.randint(0, 86_399))
-        companies.append(
-            (
-                company_id,
-                name,
-                rng.choice(_COUNTRIES),
-                rng.choice(_INDUSTRIES),
-                created_at,
-                loaded_at,
-            )
-        )
+        country, industry = rng.choice(_COUNTRIES), rng.choice(_INDUSTRIES)
+        companies.append((company_id, name, country, industry, created_at, loaded_at))
+    return companies
 
+
+def _contacts(
+    rng: random.Random, scale: IngestScale, loaded_at: datetime
+) -> tuple[list[tuple], dict[int, list[int]]]:
+    """Contacts, and the deal owners among them per company."""
     contacts: list[tuple] = []
     owners_by_company: dict[int, list[int]] = {}
     contact_id = 0
@@ -223,18 +229,23 @@ def generate_crm(
             is_owner = position == 0 or rng.random() < 0.3
             if is_owner:
                 owners_by_company.setdefault(company_id, []).append(contact_id)
+            email = f"{first}.{last}.{contact_id}@company{company_id}.example".lower()
+            role = "account executive" if position == 0 else rng.choice(_ROLES)
             contacts.append(
-                (
-                    contact_id,
-                    company_id,
-                    f"{first} {last}",
-                    f"{first}.{last}.{contact_id}@company{company_id}.example".lower(),
-                    "account executive" if position == 0 else rng.choice(_ROLES),
-                    is_owner,
-                    loaded_at,
-                )
+                (contact_id, company_id, f"{first} {last}", email, role, is_owner, loaded_at)
             )
+    return contacts, owners_by_company
 
+
+def _deals(
+    rng: random.Random,
+    scale: IngestScale,
+    first_day: date,
+    last_day: date,
+    owners_by_company: dict[int, list[int]],
+    loaded_at: datetime,
+) -> list[tuple]:
+    window_days = (last_day - first_day).days
     deals: list[tuple] = []
     for deal_id in range(1, scale.deals + 1):
         company_id = rng.randint(1, scale.companies)
@@ -248,12 +259,14 @@ def generate_crm(
             close_date = created_date + timedelta(
                 days=rng.randint(0, (last_day - created_date).days)
             )
+        owner = rng.choice(owners_by_company[company_id])
+        name = f"{rng.choice(_DEAL_KINDS)} #{deal_id}"
         deals.append(
             (
                 deal_id,
                 company_id,
-                rng.choice(owners_by_company[company_id]),
-                f"{rng.choice(_DEAL_KINDS)} #{deal_id}",
+                owner,
+                name,
                 amount,
                 currency,
                 stage,
@@ -262,5 +275,4 @@ def generate_crm(
                 loaded_at,
             )
         )
-
-    return {COMPANIES.name: companies, CONTACTS.name: contacts, DEALS.name: deals}
+    return deals
