@@ -30,7 +30,7 @@ from dagster import (
 )
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-from orchestration import sensors
+from orchestration.retry_sensor import sensor as retry_sensor
 from orchestration.artifacts.store import open_store
 from orchestration.instance_state import (
     ATTEMPT_TAG,
@@ -402,7 +402,7 @@ def test_an_alert_is_kept_until_the_receiver_accepts_it_and_every_give_up_is_ale
 ) -> None:
     # No wait between delivery attempts, so consecutive ticks retry at once.
     monkeypatch.setattr(
-        sensors, "ALERT_DELIVERY", DeliveryPolicy(backoff_seconds=0, backoff_max_seconds=0)
+        retry_sensor, "ALERT_DELIVERY", DeliveryPolicy(backoff_seconds=0, backoff_max_seconds=0)
     )
     port = free_port()  # nothing listens yet: connection refused
     monkeypatch.setenv("ORCHESTRATION_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{port}/hooks/retry")
