@@ -30,7 +30,6 @@ from dagster import (
 )
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-from orchestration.retry_sensor import sensor as retry_sensor
 from orchestration.artifacts.store import open_store
 from orchestration.instance_state import (
     ATTEMPT_TAG,
@@ -40,6 +39,7 @@ from orchestration.instance_state import (
     ROOT_RUN_TAG,
 )
 from orchestration.resources import ArtifactStoreResource
+from orchestration.retry_sensor import sensor as retry_sensor
 from orchestration.retry_sensor.alerts import DeliveryPolicy
 from orchestration.settings import REPO_ROOT
 from tests.conftest import BOTH_STORAGES, Pipeline, free_port, statuses, stored_run_results
