@@ -97,13 +97,6 @@ class RunResults:
         """Results keyed by unique_id; a later entry for the same node wins."""
         return {result.unique_id: result for result in self.results}
 
-    def by_status(self) -> dict[str, list[str]]:
-        """unique_ids grouped by status, in the file's order (for summaries and reports)."""
-        grouped: dict[str, list[str]] = {}
-        for result in self.results:
-            grouped.setdefault(result.status, []).append(result.unique_id)
-        return grouped
-
     @property
     def fail_fast(self) -> bool:
         """Whether the invocation ran with ``--fail-fast`` (as dbt recorded its flags)."""

@@ -164,17 +164,6 @@ class AssetGraph:
             result[key] = names
         return result
 
-    def to_dict(self) -> dict[str, object]:
-        """``{"parents": {key: [sorted parents]}}``."""
-        return {"parents": {key: sorted(parents) for key, parents in self.parents.items()}}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> AssetGraph:
-        parents = data["parents"]
-        if not isinstance(parents, Mapping):
-            raise PlanError("an AssetGraph dict needs a 'parents' mapping")
-        return cls.from_parents(parents)
-
 
 def _bits_to_keys(mask: int, keys: list[str]) -> Iterable[str]:
     while mask:
@@ -191,17 +180,6 @@ class CheckRef:
     check_name: str
     blocking: bool
     """True for ``severity: error`` tests: dagster-dbt makes those blocking checks."""
-
-    def to_dict(self) -> dict[str, object]:
-        return {"asset": self.asset, "check_name": self.check_name, "blocking": self.blocking}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> CheckRef:
-        return cls(
-            asset=str(data["asset"]),
-            check_name=str(data["check_name"]),
-            blocking=bool(data["blocking"]),
-        )
 
 
 @dataclass(frozen=True)
@@ -251,21 +229,4 @@ class DbtNodeIndex:
             node
             for _, node in sorted(self.not_assets.items())
             if not keys.isdisjoint(node.asset_parents)
-        )
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "asset_by_unique_id": dict(self.asset_by_unique_id),
-            "test_to_check": {uid: ref.to_dict() for uid, ref in self.test_to_check.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> DbtNodeIndex:
-        assets = data.get("asset_by_unique_id", {})
-        tests = data.get("test_to_check", {})
-        if not isinstance(assets, Mapping) or not isinstance(tests, Mapping):
-            raise PlanError("a DbtNodeIndex dict needs 'asset_by_unique_id' and 'test_to_check'")
-        return cls(
-            asset_by_unique_id={str(uid): str(asset) for uid, asset in assets.items()},
-            test_to_check={str(uid): CheckRef.from_dict(ref) for uid, ref in tests.items()},
         )

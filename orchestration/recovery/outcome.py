@@ -8,7 +8,6 @@ serves the UI, the sensor, the op and the CLI.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -43,23 +42,6 @@ class CheckOutcome:
         """
         return self.blocking and self.status is not CheckStatus.PASSED
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "asset": self.asset,
-            "check_name": self.check_name,
-            "blocking": self.blocking,
-            "status": self.status.value,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> CheckOutcome:
-        return cls(
-            asset=str(data["asset"]),
-            check_name=str(data["check_name"]),
-            blocking=bool(data["blocking"]),
-            status=CheckStatus(data["status"]),
-        )
-
 
 class RunStatus(StrEnum):
     """A run's status, folded to what planning cares about.
@@ -93,39 +75,6 @@ class RunOutcome:
     """A *From failure* re-execution of the runs before it in its chain: Dagster planned every
     asset of its steps, but our dbt op rebuilt only the chain's plan and carried the rest over.
     The planner then leaves the carried-over assets to the earlier runs that decided them."""
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status.value,
-            "planned": sorted(self.planned),
-            "materialized": sorted(self.materialized),
-            "checks": [check.to_dict() for check in self.checks],
-            "dbt_results": None if self.dbt_results is None else self.dbt_results.to_dict(),
-            "failed_steps_assets": sorted(self.failed_steps_assets),
-            "resumes_chain": self.resumes_chain,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> RunOutcome:
-        dbt_results = data.get("dbt_results")
-        checks = data.get("checks") or []
-        if not isinstance(checks, list | tuple):
-            raise TypeError(f"expected a list of checks, got {type(checks).__name__}")
-        return cls(
-            run_id=str(data["run_id"]),
-            status=RunStatus(data["status"]),
-            planned=_keys(data.get("planned")),
-            materialized=_keys(data.get("materialized")),
-            checks=tuple(CheckOutcome.from_dict(check) for check in checks),
-            dbt_results=(
-                None
-                if dbt_results is None
-                else RunResults.from_dict(dbt_results, source=f"run {data['run_id']}")
-            ),
-            failed_steps_assets=_keys(data.get("failed_steps_assets")),
-            resumes_chain=bool(data.get("resumes_chain", False)),
-        )
 
 
 def _keys(value: object) -> frozenset[str]:

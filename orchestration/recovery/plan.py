@@ -103,17 +103,6 @@ class PlannedAsset:
             "run_id": self.run_id,
         }
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> PlannedAsset:
-        run_id = data.get("run_id")
-        return cls(
-            key=str(data["key"]),
-            reason=Reason(data["reason"]),
-            detail=str(data.get("detail", "")),
-            caused_by=tuple(str(key) for key in _list(data.get("caused_by"))),
-            run_id=None if run_id is None else str(run_id),
-        )
-
 
 @dataclass(frozen=True)
 class CarriedOver:
@@ -125,10 +114,6 @@ class CarriedOver:
     def to_dict(self) -> dict[str, object]:
         return {"key": self.key, "run_id": self.run_id}
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> CarriedOver:
-        return cls(key=str(data["key"]), run_id=str(data["run_id"]))
-
 
 @dataclass(frozen=True)
 class UnknownNode:
@@ -139,10 +124,6 @@ class UnknownNode:
 
     def to_dict(self) -> dict[str, object]:
         return {"unique_id": self.unique_id, "status": self.status}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> UnknownNode:
-        return cls(unique_id=str(data["unique_id"]), status=str(data["status"]))
 
 
 @dataclass(frozen=True)
@@ -207,23 +188,6 @@ class RetryPlan:
             return self
         return replace(self, not_assets=index.not_assets_on(self.keys))
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> RetryPlan:
-        """Read back ``to_dict``'s output (``summary`` is derived and ignored)."""
-        root, parent = data.get("root_run_id"), data.get("parent_run_id")
-        return cls(
-            root_run_id=None if root is None else str(root),
-            parent_run_id=None if parent is None else str(parent),
-            assets=tuple(PlannedAsset.from_dict(item) for item in _list(data.get("assets"))),
-            carried_over=tuple(
-                CarriedOver.from_dict(item) for item in _list(data.get("carried_over"))
-            ),
-            unknown_nodes=tuple(
-                UnknownNode.from_dict(item) for item in _list(data.get("unknown_nodes"))
-            ),
-            warnings=tuple(str(line) for line in _list(data.get("warnings"))),
-        )
-
 
 @dataclass(frozen=True)
 class AssetState:
@@ -234,26 +198,6 @@ class AssetState:
     reason: Reason
     detail: str
     run_id: str | None
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "key": self.key,
-            "failed": self.failed,
-            "reason": self.reason.value,
-            "detail": self.detail,
-            "run_id": self.run_id,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> AssetState:
-        run_id = data.get("run_id")
-        return cls(
-            key=str(data["key"]),
-            failed=bool(data["failed"]),
-            reason=Reason(data["reason"]),
-            detail=str(data.get("detail", "")),
-            run_id=None if run_id is None else str(run_id),
-        )
 
 
 def plan_run_chain(
@@ -477,15 +421,6 @@ def plan_from_asset_states(
     )
 
 
-def dbt_selection_for(index: DbtNodeIndex, plan: RetryPlan) -> list[str]:
-    """The dbt unique_ids (models, seeds, snapshots) behind the plan's assets, parents first.
-
-    Tests are not listed: ``dbt build`` selects the tests of the selected models by itself.
-    """
-    by_asset = index.unique_ids_by_asset
-    return [unique_id for asset in plan.assets for unique_id in by_asset.get(asset.key, ())]
-
-
 class _RunView:
     """One run seen through the rule: which assets succeeded in it, and why the others did not.
 
@@ -678,11 +613,3 @@ def preview(keys: Iterable[str]) -> str:
     shown = ", ".join(ordered[:PREVIEW_KEYS])
     more = len(ordered) - PREVIEW_KEYS
     return f"{shown} and {more} more" if more > 0 else shown
-
-
-def _list(value: object) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list | tuple):
-        raise PlanError(f"expected a list in a serialised plan, got {type(value).__name__}")
-    return list(value)

@@ -31,7 +31,6 @@ from orchestration.recovery import (
     RunOutcome,
     RunStatus,
     UnknownNode,
-    dbt_selection_for,
     plan_from_asset_states,
     plan_from_run_results,
     plan_run_chain,
@@ -630,20 +629,8 @@ def test_the_sensor_names_the_nearest_failure_when_failures_are_stacked() -> Non
     assert by_key(plan)[REPORT].caused_by == (ALPHA, BETA_A)
 
 
-def test_dbt_selection_lists_the_plans_models_parents_first() -> None:
-    root = run("r1", materialized={RAW}, dbt_results=dbt(alpha="error"))
-    plan = plan_run_chain(GRAPH, [root], index=INDEX)
-
-    selection = dbt_selection_for(INDEX, plan)
-
-    assert selection[0] == "model.jaffle.model_alpha"
-    assert set(selection) == {f"model.jaffle.{model}" for model in MODELS}
-    assert selection.index("model.jaffle.model_beta_a") < selection.index(
-        "model.jaffle.model_gamma_a"
-    )
-
-
-def test_a_plan_round_trips_through_json() -> None:
+def test_a_plans_json_names_every_asset_with_its_reason_and_the_summary() -> None:
+    """What ``plan --run-id ID --json`` prints, as scripts read it."""
     root = run(
         "r1",
         planned=ALL | {"old_model"},
@@ -652,31 +639,14 @@ def test_a_plan_round_trips_through_json() -> None:
         dbt_results=dbt(beta_a="error", beta_b=("skipped", "Skipping due to fail_fast")),
     )
     plan = plan_run_chain(GRAPH, [root], index=INDEX)
-    assert plan.warnings and plan.carried_over
 
-    again = RetryPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    document = json.loads(json.dumps(plan.to_dict()))
 
-    assert again == plan
-    assert json.loads(json.dumps(plan.to_dict()))["summary"] == plan.summary()
-
-
-def test_run_outcomes_graphs_indexes_and_states_round_trip_through_json() -> None:
-    outcome = run(
-        "r1",
-        materialized={RAW},
-        checks=(CheckOutcome(ALPHA, "not_null", True, CheckStatus.NOT_EXECUTED),),
-        dbt_results=dbt(alpha=("error", "boom")),
-        failed_steps={RAW},
-    )
-    state = AssetState(BETA_A, True, Reason.CHECK_FAILED, "not_null failed", None)
-
-    def through_json(data: dict[str, object]) -> dict[str, object]:
-        return json.loads(json.dumps(data))
-
-    assert RunOutcome.from_dict(through_json(outcome.to_dict())) == outcome
-    assert AssetGraph.from_dict(through_json(GRAPH.to_dict())) == GRAPH
-    assert DbtNodeIndex.from_dict(through_json(INDEX.to_dict())) == INDEX
-    assert AssetState.from_dict(through_json(state.to_dict())) == state
+    reasons = {asset["key"]: asset["reason"] for asset in document["assets"]}
+    assert reasons[BETA_A] == "errored" and reasons[BETA_B] == "fail_fast"
+    assert {c["key"] for c in document["carried_over"]} == {RAW, ALPHA}
+    assert document["root_run_id"] == "r1" and document["summary"] == plan.summary()
+    assert any("old_model" in warning for warning in document["warnings"])
 
 
 def test_unknown_parents_become_roots_and_the_order_is_parents_first() -> None:

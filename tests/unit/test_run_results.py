@@ -152,17 +152,6 @@ def test_a_realistic_run_results_parses_into_typed_results() -> None:
     assert results.by_unique_id["test.jaffle.not_null_model_alpha_id.5fb22c2710"].failures == 0
 
 
-def test_by_status_groups_unique_ids_in_file_order() -> None:
-    results = parse_run_results(json.dumps(REALISTIC_RUN_RESULTS), source=SOURCE)
-
-    assert results.by_status() == {
-        "success": ["model.jaffle.model_alpha"],
-        "pass": ["test.jaffle.not_null_model_alpha_id.5fb22c2710"],
-        "error": ["model.jaffle.model_beta_a"],
-        "skipped": ["model.jaffle.model_beta_b", "model.jaffle.model_gamma_a"],
-    }
-
-
 def test_fail_fast_cut_offs_are_told_apart_from_upstream_skips() -> None:
     cut_off = NodeResult("model.p.b", "model", "skipped", "Skipping due to fail_fast")
     upstream_skip = NodeResult("model.p.c", "model", "skipped", None)
