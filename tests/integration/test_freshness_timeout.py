@@ -25,7 +25,7 @@ def test_a_hanging_source_freshness_is_stopped_and_named_in_the_check_result(
     hanging = tmp_path / "dbt"
     hanging.write_text("#!/bin/sh\nexec sleep 120\n")
     hanging.chmod(0o755)
-    monkeypatch.setattr("orchestration.dbt.freshness.dbt_executable", lambda: str(hanging))
+    monkeypatch.setattr("orchestration.dbt.project.dbt_executable", lambda: str(hanging))
     monkeypatch.setenv("ORCHESTRATION_SOURCE_FRESHNESS", "1")
     monkeypatch.setenv("ORCHESTRATION_DBT_COMMAND_TIMEOUT_SECONDS", "2")
     reset_caches()
