@@ -153,6 +153,17 @@ def blocking_check_keys(asset_graph: BaseAssetGraph) -> list[Any]:
     return [key for key in asset_graph.asset_check_keys if asset_graph.get_check_spec(key).blocking]
 
 
+@dataclass(frozen=True)
+class AssetRecords:
+    """What the asset records say about each executable asset (user string keys)."""
+
+    last_run: Mapping[str, str]
+    """The run that last planned the asset (records without one are left out)."""
+    materialized_in: Mapping[str, str | None]
+    """The run of its latest materialization; ``None`` when it never materialized."""
+    materialized_at: Mapping[str, float]
+
+
 def read_tick_state(
     instance: DagsterInstance,
     asset_graph: BaseAssetGraph,
@@ -170,20 +181,43 @@ def read_tick_state(
     asset_keys = [
         key for key in asset_graph.get_all_asset_keys() if asset_graph.get(key).is_executable
     ]
+    # In-flight runs first: a run created after this query shows up below as the last_run_id of
+    # the assets it planned, with an in-flight status, and counts all the same.
+    in_flight = _read_in_flight_runs(instance, log)
+    records = _read_asset_records(instance, asset_keys, log)
+    log.add("get_latest_asset_check_execution_by_key")
+    executions = latest_check_executions(instance, blocking_check_keys(asset_graph))
+    candidates = _candidate_runs(records, executions) - in_flight.keys()
+    runs = _read_runs(instance, candidates, in_flight, log)
+    in_flight_assets = _in_flight_assets(records, in_flight, job_assets)
+    failed = _unmaterialized(records, runs)
+    failed.update(_check_failures(executions, records, runs, skip=failed.keys() | in_flight_assets))
+    for key in in_flight_assets:
+        failed.pop(key, None)
+    return TickState(
+        failed=failed,
+        runs=runs,
+        in_flight=tuple(sorted(in_flight.values(), key=lambda info: info.created_at)),
+        in_flight_assets=frozenset(in_flight_assets),
+    )
 
-    # 1. in-flight runs. Read first: a run created after this query shows up below as the
-    #    last_run_id of the assets it planned, with an in-flight status, and counts all the same.
+
+def _read_in_flight_runs(instance: DagsterInstance, log: QueryLog) -> dict[str, RunInfo]:
+    """Query 1: every queued or running run."""
     log.add("get_run_records(statuses=in_flight)")
-    in_flight_records = instance.get_run_records(RunsFilter(statuses=list(IN_FLIGHT_STATUSES)))
-    in_flight = {r.dagster_run.run_id: RunInfo.from_record(r) for r in in_flight_records}
+    records = instance.get_run_records(RunsFilter(statuses=list(IN_FLIGHT_STATUSES)))
+    return {r.dagster_run.run_id: RunInfo.from_record(r) for r in records}
 
-    # 2. every asset record in one call.
+
+def _read_asset_records(
+    instance: DagsterInstance, asset_keys: Sequence[Any], log: QueryLog
+) -> AssetRecords:
+    """Query 2: every asset record in one call."""
     log.add("get_asset_records")
-    records = instance.get_asset_records(asset_keys)
     last_run: dict[str, str] = {}
     materialized_in: dict[str, str | None] = {}
     materialized_at: dict[str, float] = {}
-    for record in records:
+    for record in instance.get_asset_records(asset_keys):
         entry = record.asset_entry
         key = entry.asset_key.to_user_string()
         mat = entry.last_materialization_record
@@ -192,94 +226,123 @@ def read_tick_state(
             materialized_at[key] = mat.event_log_entry.timestamp
         if entry.last_run_id:
             last_run[key] = entry.last_run_id
+    return AssetRecords(last_run, materialized_in, materialized_at)
 
-    # 3. the latest execution of every blocking check in one call (one SQL query; see
-    #    latest_check_executions for why not get_asset_check_summary_records).
-    check_keys = blocking_check_keys(asset_graph)
-    log.add("get_latest_asset_check_execution_by_key")
-    executions = latest_check_executions(instance, check_keys)
 
-    candidate_runs = {
-        run_id for key, run_id in last_run.items() if materialized_in.get(key) != run_id
+def _candidate_runs(records: AssetRecords, executions: Mapping[Any, Any]) -> set[str]:
+    """Runs that may have failed something: one that planned an asset without materializing it,
+    or one whose blocking check failed or never ran."""
+    candidates = {
+        run_id
+        for key, run_id in records.last_run.items()
+        if records.materialized_in.get(key) != run_id
     }
     for execution in executions.values():
         if execution.status in (
             AssetCheckExecutionRecordStatus.FAILED,
             AssetCheckExecutionRecordStatus.PLANNED,
         ):
-            candidate_runs.add(execution.run_id)
-    candidate_runs -= in_flight.keys()
+            candidates.add(execution.run_id)
+    return candidates
 
-    # 4. the status of every run those records name, in one call (RunsFilter(run_ids=[]) raises).
+
+def _read_runs(
+    instance: DagsterInstance,
+    candidates: AbstractSet[str],
+    in_flight: dict[str, RunInfo],
+    log: QueryLog,
+) -> dict[str, RunInfo]:
+    """Query 4: the status of every candidate run, in one call (``RunsFilter(run_ids=[])``
+    raises, so none without candidates). A candidate found in flight joins ``in_flight``."""
     runs: dict[str, RunInfo] = dict(in_flight)
-    if candidate_runs:
+    if candidates:
         log.add("get_run_records(run_ids=...)")
-        for record in instance.get_run_records(RunsFilter(run_ids=sorted(candidate_runs))):
+        for record in instance.get_run_records(RunsFilter(run_ids=sorted(candidates))):
             info = RunInfo.from_record(record)
             runs[info.run_id] = info
             if info.in_flight:
                 in_flight[info.run_id] = info
+    return runs
 
-    in_flight_assets = {key for key, run_id in last_run.items() if run_id in in_flight}
+
+def _in_flight_assets(
+    records: AssetRecords,
+    in_flight: Mapping[str, RunInfo],
+    job_assets: Callable[[str], AbstractSet[str]] | None,
+) -> set[str]:
+    """Assets a run in flight planned, selected, or (a whole-job run) will build."""
+    assets = {key for key, run_id in records.last_run.items() if run_id in in_flight}
     for info in in_flight.values():
         if info.asset_selection is not None:
-            in_flight_assets |= info.asset_selection
+            assets |= info.asset_selection
         elif job_assets is not None:
-            in_flight_assets |= job_assets(info.job_name)
+            assets |= job_assets(info.job_name)
+    return assets
 
+
+def _unmaterialized(records: AssetRecords, runs: Mapping[str, RunInfo]) -> dict[str, FailedAsset]:
+    """Assets whose latest planned run failed without materializing them."""
     failed: dict[str, FailedAsset] = {}
-    for key, run_id in last_run.items():
+    for key, run_id in records.last_run.items():
         info = runs.get(run_id)
         if (
             info is not None
             and info.status in FAILED_STATUSES
-            and materialized_in.get(key) != run_id
+            and records.materialized_in.get(key) != run_id
         ):
             failed[key] = FailedAsset(key, run_id, FailureKind.UNMATERIALIZED)
+    return failed
 
-    check_failures: dict[str, dict[FailureKind, list[tuple[float, str, str]]]] = {}
+
+def _check_failures(
+    executions: Mapping[Any, Any],
+    records: AssetRecords,
+    runs: Mapping[str, RunInfo],
+    *,
+    skip: AbstractSet[str],
+) -> dict[str, FailedAsset]:
+    """Materialized assets whose blocking check failed, or never ran in a failed run."""
+    found: dict[str, dict[FailureKind, list[tuple[float, str, str]]]] = {}
     for check_key, execution in executions.items():
         key = check_key.asset_key.to_user_string()
-        if key in failed or key in in_flight_assets or materialized_in.get(key) is None:
+        if key in skip or records.materialized_in.get(key) is None:
             continue
-        same_run = execution.run_id == materialized_in[key]
-        if execution.status is AssetCheckExecutionRecordStatus.FAILED:
-            evaluated_at = execution.event.timestamp if execution.event else 0.0
-            if _warn_only(execution) or (not same_run and evaluated_at < materialized_at[key]):
-                continue  # a warning never blocks; a check older than the data says nothing
-            kind = FailureKind.CHECK_FAILED
-        elif execution.status is AssetCheckExecutionRecordStatus.PLANNED and same_run:
-            info = runs.get(execution.run_id)
-            if info is None or info.status not in FAILED_STATUSES:
-                continue
-            kind = FailureKind.CHECK_NOT_EXECUTED
-        else:
-            continue
-        by_kind = check_failures.setdefault(key, {})
-        by_kind.setdefault(kind, []).append(
-            (_evaluated_at(execution), check_key.name, execution.run_id)
-        )
-    for key, by_kind in check_failures.items():
+        kind = _check_failure_kind(execution, records, runs, key)
+        if kind is not None:
+            found.setdefault(key, {}).setdefault(kind, []).append(
+                (_evaluated_at(execution), check_key.name, execution.run_id)
+            )
+    failed: dict[str, FailedAsset] = {}
+    for key, by_kind in found.items():
         # A check that failed says more than one that never ran.
         kind = next(
             k for k in (FailureKind.CHECK_FAILED, FailureKind.CHECK_NOT_EXECUTED) if k in by_kind
         )
-        found = by_kind[kind]
+        checks = by_kind[kind]
         # The failure belongs to the latest run that evaluated the asset's blocking checks:
         # that run decides the asset's failure chain and the evidence its retry is judged by.
-        latest_run = max(found)[2]
-        names = tuple(sorted(name for _, name, _ in found))
+        latest_run = max(checks)[2]
+        names = tuple(sorted(name for _, name, _ in checks))
         failed[key] = FailedAsset(key, latest_run, kind, names)
+    return failed
 
-    for key in in_flight_assets:
-        failed.pop(key, None)
 
-    return TickState(
-        failed=failed,
-        runs=runs,
-        in_flight=tuple(sorted(in_flight.values(), key=lambda info: info.created_at)),
-        in_flight_assets=frozenset(in_flight_assets),
-    )
+def _check_failure_kind(
+    execution: Any, records: AssetRecords, runs: Mapping[str, RunInfo], key: str
+) -> FailureKind | None:
+    """How one blocking check's latest execution fails its (materialized) asset, if it does."""
+    same_run = execution.run_id == records.materialized_in[key]
+    if execution.status is AssetCheckExecutionRecordStatus.FAILED:
+        evaluated_at = execution.event.timestamp if execution.event else 0.0
+        if _warn_only(execution) or (not same_run and evaluated_at < records.materialized_at[key]):
+            return None  # a warning never blocks; a check older than the data says nothing
+        return FailureKind.CHECK_FAILED
+    if execution.status is AssetCheckExecutionRecordStatus.PLANNED and same_run:
+        info = runs.get(execution.run_id)
+        if info is None or info.status not in FAILED_STATUSES:
+            return None
+        return FailureKind.CHECK_NOT_EXECUTED
+    return None
 
 
 def latest_check_executions(instance: DagsterInstance, check_keys: Sequence[Any]) -> dict:

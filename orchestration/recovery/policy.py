@@ -110,44 +110,51 @@ def decide(policy: RetryPolicy, chain: ChainState, *, now: float) -> Decision:
     is reported as such even with budget left — and as such rather than as "out of budget" when
     both hold, since it says what to fix), then the budget, then the backoff.
     """
-    root = _short(chain.root_run_id)
-    latest = _short(chain.latest_run_id)
-    error = _describe(chain.classification)
-
     if chain.has_run_in_flight:
         return Decision(
             DecisionKind.SKIP_IN_FLIGHT,
             chain.root_run_id,
             chain.attempt,
-            f"a run of the chain of {root} is queued or running; waiting for it to finish",
+            f"a run of the chain of {_short(chain.root_run_id)} is queued or running; "
+            "waiting for it to finish",
         )
+    return _give_up(policy, chain) or _launch_or_wait(policy, chain, now=now)
+
+
+def _give_up(policy: RetryPolicy, chain: ChainState) -> Decision | None:
+    """A give-up for the error kind or the spent budget, or ``None`` to go on retrying."""
+    root = _short(chain.root_run_id)
+    latest = _short(chain.latest_run_id)
+    error = _describe(chain.classification)
     if chain.classification.kind is ErrorKind.DETERMINISTIC:
-        return Decision(
-            DecisionKind.GIVE_UP_DETERMINISTIC,
-            chain.root_run_id,
-            chain.attempt,
+        kind = DecisionKind.GIVE_UP_DETERMINISTIC
+        reason = (
             f"not retrying run {latest}: {error} — fix the cause and re-execute "
-            "from the UI (Re-execute → From asset failure)",
+            "from the UI (Re-execute → From asset failure)"
         )
-    if chain.classification.kind is ErrorKind.UNKNOWN and not policy.retry_unknown_errors:
-        return Decision(
-            DecisionKind.GIVE_UP_UNKNOWN,
-            chain.root_run_id,
-            chain.attempt,
+    elif chain.classification.kind is ErrorKind.UNKNOWN and not policy.retry_unknown_errors:
+        kind = DecisionKind.GIVE_UP_UNKNOWN
+        reason = (
             f"not retrying run {latest}: unrecognised {error} — automatic retries are for known "
             "transient errors; re-execute from the UI once the cause is understood, or add a "
-            "pattern to orchestration/recovery/error_patterns.json",
+            "pattern to orchestration/recovery/error_patterns.json"
         )
-    if chain.attempt >= policy.max_attempts:
-        return Decision(
-            DecisionKind.GIVE_UP_BUDGET,
-            chain.root_run_id,
-            chain.attempt,
+    elif chain.attempt >= policy.max_attempts:
+        kind = DecisionKind.GIVE_UP_BUDGET
+        reason = (
             f"giving up on run {root} after {chain.attempt} of {policy.max_attempts} retry "
             f"attempts: latest run {latest} failed with {error} — re-execute from the UI "
-            "(Re-execute → From asset failure) when the cause is gone",
+            "(Re-execute → From asset failure) when the cause is gone"
         )
+    else:
+        return None
+    return Decision(kind, chain.root_run_id, chain.attempt, reason)
 
+
+def _launch_or_wait(policy: RetryPolicy, chain: ChainState, *, now: float) -> Decision:
+    """The next attempt: now, or once its backoff since the latest failure has passed."""
+    root = _short(chain.root_run_id)
+    error = _describe(chain.classification)
     next_attempt = chain.attempt + 1
     not_before = chain.latest_failed_at + policy.backoff_seconds(next_attempt)
     if now < not_before:
@@ -164,7 +171,7 @@ def decide(policy: RetryPolicy, chain: ChainState, *, now: float) -> Decision:
         chain.root_run_id,
         next_attempt,
         f"launching attempt {next_attempt} of {policy.max_attempts} for run {root}: "
-        f"latest run {latest} failed with {error}",
+        f"latest run {_short(chain.latest_run_id)} failed with {error}",
     )
 
 

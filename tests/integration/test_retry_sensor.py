@@ -39,7 +39,7 @@ from orchestration.instance_state import (
     ROOT_RUN_TAG,
 )
 from orchestration.resources import ArtifactStoreResource
-from orchestration.retry_sensor import sensor as retry_sensor
+from orchestration.retry_sensor import tick as retry_tick
 from orchestration.retry_sensor.alerts import DeliveryPolicy
 from orchestration.settings import REPO_ROOT
 from tests.conftest import BOTH_STORAGES, Pipeline, free_port, statuses, stored_run_results
@@ -402,7 +402,7 @@ def test_an_alert_is_kept_until_the_receiver_accepts_it_and_every_give_up_is_ale
 ) -> None:
     # No wait between delivery attempts, so consecutive ticks retry at once.
     monkeypatch.setattr(
-        retry_sensor, "ALERT_DELIVERY", DeliveryPolicy(backoff_seconds=0, backoff_max_seconds=0)
+        retry_tick, "ALERT_DELIVERY", DeliveryPolicy(backoff_seconds=0, backoff_max_seconds=0)
     )
     port = free_port()  # nothing listens yet: connection refused
     monkeypatch.setenv("ORCHESTRATION_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{port}/hooks/retry")
