@@ -18,7 +18,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterEventType, ReexecutionOption
 from dagster._core.definitions.reconstruct import build_reconstructable_job
 
 from orchestration.artifacts.store import open_store
-from orchestration.cli import main as cli_main
+from orchestration.cli.main import main as cli_main
 from tests.conftest import BOTH_STORAGES, Pipeline, statuses, stored_run_results
 
 pytestmark = [pytest.mark.integration, BOTH_STORAGES]
