@@ -36,3 +36,17 @@ def model_descendants(name: str) -> set[str]:
 
 def all_models() -> set[str]:
     return {n["name"] for uid, n in manifest()["nodes"].items() if uid.startswith("model.")}
+
+
+def dbt_tests() -> dict[tuple[str, str], bool]:
+    """``(model, test name) → blocking`` for every dbt test, from the manifest's own fields:
+    the model it is attached to and ``config.severity`` (error blocks, warn does not)."""
+    data = manifest()
+    found: dict[tuple[str, str], bool] = {}
+    for node in data["nodes"].values():
+        if node["resource_type"] != "test":
+            continue
+        attached = node.get("attached_node") or node["depends_on"]["nodes"][0]
+        model = data["nodes"][attached]["name"]
+        found[(model, node["name"])] = node["config"]["severity"].lower() == "error"
+    return found

@@ -13,7 +13,7 @@ from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 from orchestration.artifacts.store import open_store, read_run_index
 from orchestration.settings import REPO_ROOT
 from tests.conftest import Pipeline, free_port, reset_caches, statuses, stored_run_results
-from tests.dbt_graph import all_models, model_descendants
+from tests.dbt_graph import all_models, dbt_tests, model_descendants
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +63,16 @@ def test_definitions_use_the_fixed_names_and_form_one_connected_graph(pipeline: 
             seen.add(other)
             queue.append(other)
     assert seen >= keys, f"disconnected: {sorted(k.to_user_string() for k in keys - seen)}"
-    # dbt tests are asset checks, error severity blocking
-    checks = list(graph.asset_check_keys)
-    assert len(checks) >= 20
+    # Every dbt test is an asset check on the model it is attached to; error severity blocks,
+    # warn severity does not (the manifest's config.severity decides, not our code).
+    expected = dbt_tests()
+    assert sum(expected.values()) >= 30 and not all(expected.values())  # both kinds exist
+    dbt_checks = {
+        (key.asset_key.to_user_string(), key.name): graph.get_check_spec(key).blocking
+        for key in graph.asset_check_keys
+        if key.name != "source_freshness"
+    }
+    assert dbt_checks == expected
 
 
 def test_daily_pipeline_materializes_everything_and_stores_artifacts_locally(
