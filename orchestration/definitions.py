@@ -12,7 +12,7 @@ from orchestration.dbt.freshness import build_freshness_checks
 from orchestration.dbt.project import load_manifest
 from orchestration.ingest.assets import build_ingest_assets
 from orchestration.jobs import build_jobs
-from orchestration.reports import build_report_asset
+from orchestration.reports.assets import build_report_asset
 from orchestration.resources import ArtifactStoreResource, build_io_manager
 from orchestration.schedules import build_schedules
 from orchestration.settings import load_settings

@@ -9,8 +9,6 @@ PARENT_RUN_TAG = "dagster/parent_run_id"
 ROOT_RUN_TAG = "dagster/root_run_id"
 RESUME_RETRY_TAG = "dagster/is_resume_retry"
 """Set by the UI's *Re-execute → From failure* (step-level)."""
-ASSET_RESUME_RETRY_TAG = "dagster/is_asset_resume_retry"
-"""Set by the UI's *Re-execute → From asset failure* (asset-level)."""
 
 # Ours, on runs.
 PIPELINE_TAG = "orchestration/pipeline"

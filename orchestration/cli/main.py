@@ -105,7 +105,7 @@ def _describe_run(summary: RunSummary, settings: Settings, log_file: Path | None
     """Fill in what the summary says about dbt's results, the warehouse and the artifacts."""
     from orchestration.artifacts.store import open_store
     from orchestration.dbt.profile import resolve_warehouse
-    from orchestration.instance_state import stored_run_results
+    from orchestration.history.runs import stored_run_results
 
     summary.log_file = log_file
     warehouse = resolve_warehouse(settings)

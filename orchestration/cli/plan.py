@@ -50,7 +50,7 @@ def compute_plan(run_id: str) -> RetryPlan:
     from orchestration.dbt.assets import translator
     from orchestration.dbt.project import load_manifest
     from orchestration.definitions import build_definitions
-    from orchestration.instance_state import dbt_node_index, plan_for_run
+    from orchestration.history.runs import dbt_node_index, plan_for_run
     from orchestration.resources import ArtifactStoreResource
     from orchestration.settings import load_settings
 

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from orchestration.dbt.invocation import InvocationOutcome, stream_staged
 from orchestration.dbt.project import load_manifest
-from orchestration.dbt.recovery import choose_selection
+from orchestration.dbt.selection import choose_selection
 from orchestration.dbt.stages import Edge, StagePlan, plan_stages
 from orchestration.dbt.translator import LayeredTranslator
 from orchestration.resources import ArtifactStoreResource

@@ -21,9 +21,7 @@ from orchestration.artifacts.locations import read_allowed, resolve_location
 from orchestration.artifacts.run_results import parse_run_results
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.dbt import argv
-from orchestration.instance_state import (
-    CARRIED_OVER_METADATA_KEY,
-    RETRY_OF_TAG,
+from orchestration.history.runs import (
     dbt_node_index,
     plan_for_run,
     recovery_graph,
@@ -31,8 +29,15 @@ from orchestration.instance_state import (
 )
 from orchestration.recovery import RetryPlan, plan_from_run_results
 from orchestration.settings import load_settings
-
-RESUME_RETRY_TAG = "dagster/is_resume_retry"
+from orchestration.tags import (
+    CARRIED_OVER_METADATA_KEY,
+    PLAN_ORIGIN_METADATA_KEY,
+    REASON_DETAIL_METADATA_KEY,
+    REBUILT_BECAUSE_METADATA_KEY,
+    REBUILT_METADATA_KEY,
+    RESUME_RETRY_TAG,
+    RETRY_OF_TAG,
+)
 
 
 @dataclass
@@ -76,7 +81,7 @@ class SelectionChoice:
                 output_name=context.assets_def.get_output_name_for_asset_key(key),
                 metadata={
                     CARRIED_OVER_METADATA_KEY: run_id,
-                    "orchestration/rebuilt": False,
+                    REBUILT_METADATA_KEY: False,
                     SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION: True,
                 },
             )
@@ -185,9 +190,9 @@ def _choice_from_plan(
     choice.log_lines = _plan_lines(plan, origin)
     for planned in plan.assets:
         choice.rebuilt_metadata[planned.key] = {
-            "orchestration/rebuilt_because": planned.reason.value,
-            "orchestration/reason_detail": planned.detail,
-            "orchestration/plan_origin": origin,
+            REBUILT_BECAUSE_METADATA_KEY: planned.reason.value,
+            REASON_DETAIL_METADATA_KEY: planned.detail,
+            PLAN_ORIGIN_METADATA_KEY: origin,
         }
     if carry_over:
         for carried in plan.carried_over:

@@ -15,7 +15,6 @@ from typing import Any
 from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.storage.tags import RESUME_RETRY_TAG
 from dagster_dbt import DagsterDbtTranslator
 from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
@@ -34,13 +33,13 @@ from orchestration.recovery import (
     RunStatus,
     plan_run_chain,
 )
+from orchestration.tags import (
+    CARRIED_OVER_METADATA_KEY,
+    PARENT_RUN_TAG,
+    RESUME_RETRY_TAG,
+    RETRY_OF_TAG,
+)
 
-PARENT_RUN_TAG = "dagster/parent_run_id"
-ROOT_RUN_TAG = "dagster/root_run_id"
-RETRY_OF_TAG = "orchestration/retry_of"
-RETRY_ROOT_TAG = "orchestration/retry_root"
-ATTEMPT_TAG = "orchestration/attempt"
-CARRIED_OVER_METADATA_KEY = "orchestration/carried_over_from"
 """Set by our dbt op on an Output it yields for an asset it carried over, not rebuilt."""
 
 _RUN_STATUS = {
@@ -257,7 +256,7 @@ def runs_recovery_plan(run: DagsterRun) -> bool:
     keeps: a *From failure* re-execution (tag ``dagster/is_resume_retry=true``, set by the UI;
     a Python caller passes it) or a run whose op config names stored artifacts.
 
-    The same two conditions as ``orchestration.dbt.recovery.choose_selection``; a step
+    The same two conditions as ``orchestration.dbt.selection.choose_selection``; a step
     selection without the tag runs what it selected and decides all of it.
     """
     if run.tags.get(RESUME_RETRY_TAG) == "true":

@@ -26,12 +26,8 @@ from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 
 from orchestration.artifacts.run_results import NODE_FAILED_STATUSES, RunResults
 from orchestration.artifacts.store import ArtifactStore
-from orchestration.instance_state import (
-    ATTEMPT_TAG,
-    RETRY_ROOT_TAG,
-    ROOT_RUN_TAG,
-    stored_run_results,
-)
+from orchestration.history.runs import stored_run_results
+from orchestration.tags import ATTEMPT_TAG, RETRY_ROOT_TAG, ROOT_RUN_TAG
 
 IN_FLIGHT_STATUSES = (
     DagsterRunStatus.QUEUED,

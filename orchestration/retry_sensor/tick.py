@@ -33,6 +33,7 @@ from dagster import AssetKey, DagsterInstance, RunRequest
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
 from orchestration.artifacts.store import ArtifactStore
+from orchestration.history.runs import recovery_graph
 from orchestration.history.tick_state import (
     QueryLog,
     RunEvidence,
@@ -45,7 +46,6 @@ from orchestration.history.tick_state import (
     read_run_evidence,
     read_tick_state,
 )
-from orchestration.instance_state import recovery_graph
 from orchestration.recovery import AssetGraph, RetryPlan, plan_from_asset_states
 from orchestration.recovery.classify import (
     Classification,

@@ -15,7 +15,7 @@ from dagster import DagsterEventType
 
 from orchestration.artifacts.locations import REFUSAL, LocationRefusedError
 from orchestration.artifacts.store import open_store
-from orchestration.dbt.recovery import read_location
+from orchestration.dbt.selection import read_location
 from tests.conftest import Pipeline, reset_caches
 
 pytestmark = pytest.mark.integration

@@ -44,8 +44,8 @@ from dagster._daemon.sensor import fetch_existing_runs
 from dagster._serdes import serialize_value
 
 from orchestration.artifacts.store import open_store
-from orchestration.instance_state import ATTEMPT_TAG, RETRY_ROOT_TAG
 from orchestration.settings import REPO_ROOT, load_settings
+from orchestration.tags import ATTEMPT_TAG, RETRY_ROOT_TAG
 from tests.conftest import (
     Pipeline,
     free_port,

@@ -31,17 +31,17 @@ from dagster import (
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from orchestration.artifacts.store import open_store
-from orchestration.instance_state import (
+from orchestration.resources import ArtifactStoreResource
+from orchestration.retry_sensor import tick as retry_tick
+from orchestration.retry_sensor.alerts import DeliveryPolicy
+from orchestration.settings import REPO_ROOT
+from orchestration.tags import (
     ATTEMPT_TAG,
     PARENT_RUN_TAG,
     RETRY_OF_TAG,
     RETRY_ROOT_TAG,
     ROOT_RUN_TAG,
 )
-from orchestration.resources import ArtifactStoreResource
-from orchestration.retry_sensor import tick as retry_tick
-from orchestration.retry_sensor.alerts import DeliveryPolicy
-from orchestration.settings import REPO_ROOT
 from tests.conftest import BOTH_STORAGES, Pipeline, free_port, statuses, stored_run_results
 from tests.dbt_graph import model_descendants
 

@@ -15,7 +15,7 @@ from orchestration.artifacts.locations import (
     resolve_location,
 )
 from orchestration.artifacts.store import LocalArtifactStore
-from orchestration.dbt.recovery import read_location
+from orchestration.dbt.selection import read_location
 from orchestration.errors import ConfigurationError
 
 SECRET = "SECRET-CONTENT-5f0c"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
-from orchestration.instance_state import runs_recovery_plan
+from orchestration.history.runs import runs_recovery_plan
 
 
 def run(tags: dict[str, str] | None = None, config: dict[str, Any] | None = None) -> DagsterRun:

@@ -1,0 +1,1 @@
+"""Python assets downstream of the dbt marts."""
