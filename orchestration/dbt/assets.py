@@ -18,14 +18,13 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AssetsDefinition, Config, Output
 from dagster_dbt import dbt_assets
-from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 from pydantic import Field
 
 from orchestration.dbt.invocation import InvocationOutcome, stream_staged
 from orchestration.dbt.project import load_manifest
 from orchestration.dbt.selection import choose_selection
 from orchestration.dbt.stages import Edge, StagePlan, plan_stages
-from orchestration.dbt.translator import LayeredTranslator
+from orchestration.dbt.translator import LayeredTranslator, unique_ids_by_asset_key
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import Settings, load_settings
 
@@ -65,11 +64,7 @@ def translator() -> LayeredTranslator:
 def dagster_edges(assets_def: AssetsDefinition) -> list[Edge]:
     """(producer, consumer) dbt unique_ids of every dependency between two assets of the dbt
     op in Dagster's resolved graph (sources resolved by table name included)."""
-    uid_by_key = {
-        spec.key: spec.metadata[DAGSTER_DBT_UNIQUE_ID_METADATA_KEY]
-        for spec in assets_def.specs
-        if DAGSTER_DBT_UNIQUE_ID_METADATA_KEY in spec.metadata
-    }
+    uid_by_key = unique_ids_by_asset_key([assets_def])
     return [
         (uid_by_key[dep.asset_key], uid_by_key[spec.key])
         for spec in assets_def.specs

@@ -8,7 +8,7 @@ over.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -87,15 +87,12 @@ class SelectionChoice:
             )
 
 
-def unique_ids_by_key(
-    manifest: Mapping[str, Any], translator: DagsterDbtTranslator
-) -> dict[AssetKey, str]:
-    """Asset key → dbt unique_id for every buildable node (models, seeds, snapshots)."""
-    result: dict[AssetKey, str] = {}
-    for unique_id, node in manifest["nodes"].items():
-        if node.get("resource_type") in {"model", "seed", "snapshot"}:
-            result[translator.get_asset_key(node)] = unique_id
-    return result
+def _unique_ids(
+    keys: Iterable[AssetKey], manifest: Mapping[str, Any], translator: DagsterDbtTranslator
+) -> set[str]:
+    """The dbt nodes behind ``keys`` (models, seeds, snapshots), from the one node index."""
+    by_asset = dbt_node_index(manifest, translator).unique_ids_by_asset
+    return {uid for key in keys for uid in by_asset.get(key.to_user_string(), ())}
 
 
 def op_asset_keys(context: AssetExecutionContext) -> set[AssetKey]:
@@ -114,8 +111,7 @@ def subset_selection(
     selected = set(context.selected_asset_keys)
     if selected >= op_asset_keys(context):
         return argv.Selection.everything()
-    by_key = unique_ids_by_key(manifest, translator)
-    unique_ids = {by_key[key] for key in selected if key in by_key}
+    unique_ids = _unique_ids(selected, manifest, translator)
     lone_checks = {
         (check.asset_key.to_user_string(), check.name)
         for check in context.selected_asset_check_keys
@@ -178,14 +174,10 @@ def _choice_from_plan(
     *,
     carry_over: bool,
 ) -> SelectionChoice:
-    by_key = unique_ids_by_key(manifest, translator)
     selected = set(context.selected_asset_keys)
     own = op_asset_keys(context)
-    unique_ids = sorted(
-        by_key[key]
-        for key in (AssetKey.from_user_string(k) for k in plan.keys)
-        if key in by_key and key in selected
-    )
+    planned = {AssetKey.from_user_string(key) for key in plan.keys} & selected
+    unique_ids = sorted(_unique_ids(planned, manifest, translator))
     choice = SelectionChoice(selection=argv.Selection(tuple(unique_ids)))
     choice.log_lines = _plan_lines(plan, origin)
     for planned in plan.assets:

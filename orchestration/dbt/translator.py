@@ -9,10 +9,12 @@ lets ingestion assets attach to the sources they produce.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dagster import AssetKey, AssetsDefinition
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
+from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 
 _TAG_SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
@@ -44,3 +46,16 @@ class LayeredTranslator(DagsterDbtTranslator):
         for tag in dbt_resource_props.get("tags") or ():
             tags.setdefault(_TAG_SAFE.sub("_", tag)[:63], "")
         return tags
+
+
+def unique_ids_by_asset_key(assets_defs: Iterable[AssetsDefinition]) -> dict[AssetKey, str]:
+    """Asset key → dbt unique_id of every dbt asset, from the metadata dagster-dbt puts on each
+    spec: the mapping Dagster itself resolved (keys after table-name resolution)."""
+    return {
+        spec.key: unique_id
+        for assets_def in assets_defs
+        for spec in assets_def.specs
+        if isinstance(
+            unique_id := (spec.metadata or {}).get(DAGSTER_DBT_UNIQUE_ID_METADATA_KEY), str
+        )
+    }

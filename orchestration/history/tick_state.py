@@ -22,10 +22,10 @@ from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, Dagst
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.dagster_run import RunRecord, RunsFilter
-from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 
 from orchestration.artifacts.run_results import NODE_FAILED_STATUSES, RunResults
 from orchestration.artifacts.store import ArtifactStore
+from orchestration.dbt.translator import unique_ids_by_asset_key
 from orchestration.history.runs import stored_run_results
 from orchestration.tags import ATTEMPT_TAG, RETRY_ROOT_TAG, ROOT_RUN_TAG
 
@@ -480,14 +480,9 @@ def job_asset_keys(repository_def: Any) -> Callable[[str], AbstractSet[str]]:
 
 
 def dbt_unique_ids_by_asset(asset_graph: BaseAssetGraph) -> dict[str, str]:
-    """Asset key → dbt unique_id, from the metadata dagster-dbt puts on each asset spec."""
-    result: dict[str, str] = {}
-    for assets_def in getattr(asset_graph, "assets_defs", ()):
-        for spec in assets_def.specs:
-            unique_id = (spec.metadata or {}).get(DAGSTER_DBT_UNIQUE_ID_METADATA_KEY)
-            if isinstance(unique_id, str):
-                result[spec.key.to_user_string()] = unique_id
-    return result
+    """Asset user string → dbt unique_id (``dbt.translator.unique_ids_by_asset_key``)."""
+    by_key = unique_ids_by_asset_key(getattr(asset_graph, "assets_defs", ()))
+    return {key.to_user_string(): unique_id for key, unique_id in by_key.items()}
 
 
 def assets_by_step(asset_graph: BaseAssetGraph) -> dict[str, frozenset[str]]:
