@@ -91,17 +91,53 @@ def test_run_ids_and_labels_from_users_cannot_leave_runs(run_id: str) -> None:
         artifact_key("0a1b", run_id, "run_results.json")
 
 
-@given(st.lists(st.text(min_size=0, max_size=12), min_size=1, max_size=4))
-def test_any_accepted_key_stays_inside_the_store_root(segments: list[str]) -> None:
+# Hand-written from the rule: a key part is letters, digits, '.', '_' and '-', and not '.'/'..'.
+KEY_CHARS = "abcxyzABCXYZ0189._-"
+valid_parts = st.text(alphabet=KEY_CHARS, min_size=1, max_size=10).map(
+    lambda part: part + "x" if part in {".", ".."} else part  # built valid, never rejected
+)
+# One segment may hold several parts and stray slashes ("runs/abc/", "/index.json").
+valid_segments = st.lists(st.one_of(valid_parts, st.just("")), min_size=1, max_size=3).map("/".join)
+bad_parts = st.one_of(
+    st.sampled_from([".", ".."]),
+    st.builds(
+        lambda before, bad, after: before + bad + after,
+        st.text(alphabet=KEY_CHARS, max_size=4),
+        st.characters(
+            blacklist_characters="/" + KEY_CHARS + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            "abcdefghijklmnopqrstuvwxyz0123456789"
+        ),
+        st.text(alphabet=KEY_CHARS, max_size=4),
+    ),
+)
+
+
+@given(st.lists(valid_parts, min_size=1, max_size=4), st.data())
+def test_a_key_of_allowed_parts_is_accepted_and_stays_inside_the_store_root(
+    parts: list[str], data: st.DataObject
+) -> None:
+    # Split the parts over segments, with slashes around them, the way callers pass them.
+    segments = [
+        data.draw(st.sampled_from(["", "/"])) + part + data.draw(st.sampled_from(["", "/"]))
+        for part in parts
+    ]
+    key = safe_key(*segments)
+    assert key == "/".join(parts)
     root = Path("/srv/artifacts")
-    try:
-        key = safe_key(*segments)
-    except ArtifactStoreError:
-        return
     resolved = (root / key).resolve()
     assert resolved == root / key  # nothing to resolve: no '..', no '.', no empty part
     assert resolved.is_relative_to(root)
-    assert not key.startswith("/")
+
+
+@given(st.lists(valid_segments, max_size=4), bad_parts, valid_segments, st.data())
+def test_one_bad_part_anywhere_refuses_the_whole_key(
+    segments: list[str], bad: str, neighbour: str, data: st.DataObject
+) -> None:
+    # The bad part alone or inside a segment of good ones, at any position.
+    bad_segment = data.draw(st.sampled_from([bad, f"{neighbour}/{bad}", f"{bad}/{neighbour}"]))
+    segments.insert(data.draw(st.integers(0, len(segments))), bad_segment)
+    with pytest.raises(ArtifactStoreError, match="cannot leave the store's prefix"):
+        safe_key(*segments)
 
 
 def test_the_local_store_writes_and_reads_nothing_outside_its_folder(tmp_path: Path) -> None:
