@@ -29,6 +29,8 @@ from dagster import (
     execute_job,
 )
 from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+from dagster._daemon.sensor import fetch_existing_runs
 
 from orchestration.artifacts.store import open_store
 from orchestration.resources import ArtifactStoreResource
@@ -358,22 +360,43 @@ def test_two_ticks_in_a_row_launch_once_and_a_lost_cursor_does_not_launch_again(
     assert second.run_requests == []
     assert "already requested" in (second.skip_message or "")
 
-    # A daemon restart that lost the cursor, after the first retry was submitted: the queued
-    # retry owns the failed assets now, so nothing is launched again.
-    request = first.run_requests[0]
-    from orchestration.definitions import build_definitions
-
-    job_def = build_definitions().get_implicit_global_asset_job_def()
-    with pipeline.instance() as instance:
-        instance.create_run_for_job(
-            job_def,
-            asset_selection=frozenset(request.asset_selection or []),
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
-            status=DagsterRunStatus.NOT_STARTED,  # QUEUED needs a remote origin (a webserver)
-        )
+    # A daemon restart that lost the cursor before the retry was submitted: no run is in
+    # flight, so the sensor asks again, under the same run key. The key alone must stop a
+    # second launch.
     driver.cursor = None
-    third = driver.tick()
-    assert third.run_requests == []
+    again = driver.tick()
+    assert [r.run_key for r in again.run_requests] == [f"retry:{failed_run}:1"]
+    assert selected(again.run_requests[0]) == selected(first.run_requests[0])
+
+    # The daemon launches the first request (tagged with its run key and the sensor's name,
+    # as Dagster's sensor daemon tags the runs it creates) …
+    request = first.run_requests[0]
+    launched = execute_retry(
+        pipeline,
+        request.with_replaced_attrs(
+            tags={**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: SENSOR}
+        ),
+    )
+    # … and then the repeated one goes through Dagster's own run-key dedup: the daemon finds
+    # the run already made for that key and, as it is no longer NOT_STARTED, skips it.
+    with pipeline.instance() as instance:
+        existing = fetch_existing_runs(instance, _SensorName(SENSOR), again.run_requests)
+    assert {key: run.run_id for key, run in existing.items()} == {
+        f"retry:{failed_run}:1": launched.run_id
+    }
+    assert existing[f"retry:{failed_run}:1"].status is DagsterRunStatus.SUCCESS
+
+    # Once the retry has healed the chain, a tick without a cursor finds nothing to retry.
+    driver.cursor = None
+    assert driver.tick().run_requests == []
+
+
+@dataclass(frozen=True)
+class _SensorName:
+    """What ``fetch_existing_runs`` reads of a RemoteSensor for runs launched in-process
+    (no remote origin): the sensor's name."""
+
+    name: str
 
 
 def test_a_run_in_flight_blocks_a_launch(pipeline: Pipeline, no_backoff: None) -> None:
