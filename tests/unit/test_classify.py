@@ -395,10 +395,6 @@ def test_the_first_matching_pattern_in_file_order_wins() -> None:
     assert classify("boom", patterns).pattern == "first"
 
 
-def test_default_patterns_are_read_once() -> None:
-    assert default_patterns() is default_patterns()
-
-
 def test_every_shipped_pattern_says_why() -> None:
     assert all(len(p.why) > 20 for p in default_patterns())
 

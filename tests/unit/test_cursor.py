@@ -144,8 +144,9 @@ def test_the_json_is_compact_and_sorted() -> None:
     assert " " not in cursor.to_json()
 
 
-def test_the_retry_run_key_is_deterministic_per_root_and_attempt() -> None:
-    assert retry_run_key("abc", 2) == retry_run_key("abc", 2) == "retry:abc:2"
+def test_the_retry_run_key_names_the_root_and_the_attempt() -> None:
+    assert retry_run_key("abc", 2) == "retry:abc:2"
+    assert retry_run_key("0a1b-2c3d", 1) == "retry:0a1b-2c3d:1"
 
 
 def test_retry_run_keys_differ_between_attempts() -> None:
