@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.scheduler.instigation import InstigatorTick, TickStatus
 
 from orchestration.settings import REPO_ROOT
 from tests.conftest import Pipeline, free_port
@@ -57,6 +59,37 @@ class DagsterServices:
             time.sleep(1)
         raise AssertionError(
             f"run {run_id} still {status} after {timeout_seconds}s; logs in {self.log_dir}"
+        )
+
+    def wait_for_sensor_tick(
+        self, sensor_name: str, *, started_after: float, timeout_seconds: float = 120
+    ) -> InstigatorTick:
+        """The first tick of ``sensor_name`` the daemon started after ``started_after`` (a
+        Unix time) and finished, read from the instance's tick storage (no sleeping in the
+        hope that the daemon has ticked)."""
+        deadline = time.monotonic() + timeout_seconds
+        with self.pipeline.instance() as instance:
+            while time.monotonic() < deadline:
+                states = [
+                    state
+                    for state in instance.all_instigator_state(
+                        instigator_type=InstigatorType.SENSOR
+                    )
+                    if state.instigator_name == sensor_name
+                ]
+                for state in states:
+                    ticks = instance.get_ticks(
+                        state.instigator_origin_id,
+                        state.selector_id,
+                        after=started_after,
+                        statuses=[TickStatus.SKIPPED, TickStatus.SUCCESS, TickStatus.FAILURE],
+                    )
+                    if ticks:
+                        return min(ticks, key=lambda tick: tick.timestamp)
+                time.sleep(0.5)
+        raise AssertionError(
+            f"no finished tick of {sensor_name} after {started_after} within "
+            f"{timeout_seconds}s; logs in {self.log_dir}"
         )
 
 

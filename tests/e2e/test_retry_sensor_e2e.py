@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from dagster._core.scheduler.instigation import TickStatus
 
 from orchestration.artifacts.store import open_store
 from tests.conftest import statuses, stored_run_results
@@ -111,8 +112,16 @@ def test_the_sensor_alone_recovers_a_transient_failure_rebuilding_only_what_fail
     retry_run = wait_for_retry(services, failed_run)
     assert services.wait_for_run(retry_run, timeout_seconds=RETRY_WAIT_SECONDS) == "SUCCESS"
 
-    # A few more ticks: the sensor must find nothing left to retry and launch nothing else.
-    time.sleep(3 * SENSOR_INTERVAL_SECONDS)
+    # The next daemon tick that starts after the retry ended sees it succeeded: it must find
+    # nothing left to retry and launch nothing.
+    with pipeline.instance() as instance:
+        retry_ended = instance.get_run_record_by_id(retry_run).end_time
+    assert retry_ended is not None
+    tick = services.wait_for_sensor_tick(
+        "retry_failed_assets_sensor", started_after=retry_ended, timeout_seconds=120
+    )
+    assert tick.status is TickStatus.SKIPPED, (tick.status, tick.tick_data.error)
+    assert tick.run_ids == [] and tick.run_keys == []
     chain = runs_tagged(services, RETRY_ROOT_TAG, failed_run)
     assert [run["runId"] for run in chain] == [retry_run], chain
     tags = {tag["key"]: tag["value"] for tag in chain[0]["tags"]}

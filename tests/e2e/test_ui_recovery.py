@@ -18,7 +18,7 @@ import pytest
 
 from orchestration.artifacts.store import open_store
 from tests.conftest import Pipeline, make_pipeline, reset_caches, statuses, stored_run_results
-from tests.dbt_graph import all_models, model_descendants
+from tests.dbt_graph import all_models, dbt_tests, model_descendants
 from tests.e2e.conftest import DagsterServices, start_services
 
 pytestmark = pytest.mark.e2e
@@ -95,6 +95,26 @@ def planned_models(run_id: str) -> set[str]:
 
     reset_caches()
     return compute_plan(run_id).keys & all_models()
+
+
+def materialized_and_passed_checks(
+    pipeline: Pipeline, run_id: str
+) -> tuple[set[str], set[tuple[str, str]]]:
+    """The models ``run_id`` materialized and the ``(model, check)`` pairs that passed in it."""
+    materialized: set[str] = set()
+    passed: set[tuple[str, str]] = set()
+    with pipeline.instance() as instance:
+        for entry in instance.all_logs(run_id):
+            event = entry.dagster_event
+            if event is None:
+                continue
+            if event.event_type_value == "ASSET_MATERIALIZATION":
+                materialized.add(event.asset_key.to_user_string())
+            elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+                evaluation = event.event_specific_data
+                if evaluation.passed:
+                    passed.add((evaluation.asset_key.to_user_string(), evaluation.check_name))
+    return materialized & all_models(), passed
 
 
 def fail_then_recover(
@@ -202,11 +222,26 @@ def test_from_asset_failure_after_the_run_worker_was_killed(services: DagsterSer
     reset_caches()
     plan = compute_plan(run_id)
     planned = plan.keys & all_models()
-    # Which models count as done depends on when the kill landed (a model whose tests had not
-    # all run yet is re-run too), so only "something is re-run" is certain here.
-    assert planned
-    assert {a.reason.value for a in plan.assets} <= {"not_reached", "check_not_executed"}
+    # Which models are done depends on when the kill landed, so the expected plan is read from
+    # the killed run's own events and the manifest: a model is done when it was materialized
+    # and each of its blocking (error-severity) tests passed; every other model, and everything
+    # below it, is re-run; a done-but-untested model gets its tests run again.
+    materialized, passed = materialized_and_passed_checks(pipeline, run_id)
+    blocking = {(model, test) for (model, test), blocks in dbt_tests().items() if blocks}
+    untested = {
+        model
+        for model in materialized
+        if any(m == model and (m, test) not in passed for m, test in blocking)
+    }
+    not_done = all_models() - materialized
+    assert not_done, "the kill landed after the last model was built"
+    expected = set(not_done) | untested
+    for model in not_done | untested:
+        expected |= model_descendants(model)
+    assert planned == expected
     tests_only = {a.key for a in plan.assets if a.reason.value == "check_not_executed"}
+    assert tests_only == untested
+    assert {a.reason.value for a in plan.assets} <= {"not_reached", "check_not_executed"}
     recovery = reexecute(services, run_id, "FROM_ASSET_FAILURE")
     assert services.wait_for_run(recovery) == "SUCCESS"
     # models killed mid-flight are rebuilt; a model built but not yet tested gets its tests
