@@ -68,6 +68,21 @@ def materialized_models(pipeline: Pipeline, run_id: str) -> set[str]:
     return {e.dagster_event.asset_key.to_user_string() for e in entries} & all_models()
 
 
+def rebuilt_because(pipeline: Pipeline, run_id: str) -> dict[str, str | None]:
+    """Model → the ``orchestration/rebuilt_because`` of its materialization in ``run_id``."""
+    from dagster import DagsterEventType
+
+    found: dict[str, str | None] = {}
+    with pipeline.instance() as instance:
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+            materialization = entry.dagster_event.step_materialization_data.materialization
+            value = materialization.metadata.get("orchestration/rebuilt_because")
+            found[materialization.asset_key.to_user_string()] = (
+                None if value is None else value.value
+            )
+    return {key: reason for key, reason in found.items() if key in all_models()}
+
+
 def plan_json(run_id: str) -> dict:
     out = io.StringIO()
     with redirect_stdout(out):
@@ -103,6 +118,11 @@ def test_from_failure_rebuilds_only_the_failed_model_and_its_downstream(
     with pipeline.instance() as instance:
         logs = "\n".join(e.message or "" for e in instance.all_logs(recovery.run_id))
     assert "rebuild int_deals__converted" in logs and "keep    dim_companies" in logs
+    # README: each rebuilt asset's materialization says why it was rebuilt.
+    assert rebuilt_because(pipeline, recovery.run_id) == {
+        MIDDLE: "errored",
+        **{model: "upstream_failed" for model in needed - {MIDDLE}},
+    }
 
     if pipeline.storage != "sqlite":
         return  # the warehouse check below does not depend on Dagster's storage: ~20 s saved
