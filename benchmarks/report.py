@@ -1,5 +1,6 @@
-"""RESULTS.md from results.json: the machine, the versions, one table per figure, and an honest
-list of the targets missed — by how much, why, and what would fix it.
+"""RESULTS.md from results.json: the machine, the versions, one table per figure, and the
+targets missed, by how much. Every number and claim comes from results.json: nothing here states
+a cause or a fix that was not measured.
 
 Rendering is separate from measuring so the text can be fixed and re-rendered
 (``python -m benchmarks --report-only``) without re-running an hour of benchmarks.
@@ -94,8 +95,7 @@ def render(results: Mapping[str, Any]) -> str:
         + (f", {meta['total_seconds'] / 60:.0f} min in all" if meta.get("total_seconds") else ""),
         f"- **Machine**: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gb']} GB, "
         f"{machine['platform']}; load average {meta.get('load_average_start')} at the start, "
-        f"{meta.get('load_average_end')} at the end (the machine is shared: other jobs ran "
-        "beside these benchmarks)",
+        f"{meta.get('load_average_end')} at the end",
         "- **Versions**: " + ", ".join(f"{name} {value}" for name, value in versions.items()),
         "- **Method**: synthetic dbt projects on DuckDB (`benchmarks/generate.py`: layered DAG, "
         "1–3 parents per model, heavy-tailed fan-out, tables, `not_null`/`unique` tests, the "
@@ -196,17 +196,7 @@ def _recovery(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         missed.append(
             "- **Figure 1, *From failure* launched from Python without the UI's tag**: "
             + "; ".join(untagged_missed)
-            + ". *Why*: `is_from_failure` (orchestration/dbt/recovery.py) tells *From failure* "
-            "from *All steps* by a partial step selection; in a project whose only step is the "
-            "dbt op (any project without ingestion or report assets) both select every step, so "
-            "an untagged `ReexecutionOptions.from_failure` rebuilds everything. The UI sets "
-            "`dagster/is_resume_retry` and is not affected. *What would fix it*: when every step "
-            "of the job failed, the step selection cannot tell the two apart, only the tag can: "
-            "either treat a selection equal to the parent run's failed steps (what "
-            "`ReexecutionOptions.from_failure` selects) as *From failure* — *All steps* of a run "
-            "whose every step failed then also re-runs only the plan, arguably what its user "
-            "wants — or have every Python entry point (CLI, docs, tests) pass "
-            "`dagster/is_resume_retry=true` as the UI does."
+            + "."
         )
     lines.append("")
     if untagged_rows:
@@ -265,24 +255,9 @@ def _recovery_time(data: Mapping[str, Any], missed: list[str]) -> list[str]:
     lines.append("")
     if any(item.startswith("- **Figure 2") for item in missed):
         missed.append(
-            f"  - *Why (figure 2)*: the gap is mostly a fixed cost per run (median "
-            f"{sorted(gaps)[len(gaps) // 2]:.1f} s here) that grows with the size of the "
-            "project, not of the recovery, so a small recovery cannot get near the floor: a "
-            "fresh run worker imports Dagster, dagster-dbt and our code, loads the definitions "
-            "(the manifest is parsed twice: by our `load_manifest` and again by `@dbt_assets` "
-            "from the path), opens the instance, and — because *From failure* re-executes the "
-            "whole dbt step — plans every asset and check of the dbt op, writing one "
-            "planned event each (1,000 assets and 346 checks in the benchmark instance for a "
-            "2-model recovery at 1,000 models; see *assets the run planned*) before the run "
-            "starts; in the run it reads the parent run's event log and stored artifacts to "
-            "plan, then handles and writes Dagster events for every model and test dbt reports "
-            "(figure 3 sizes that part). *What would fix it*: launch the recovery as an asset "
-            "subset of exactly the plan (as *From asset failure* and our sensor do), so Dagster "
-            "plans and records only those assets; pass the parsed manifest dict to "
-            "`@dbt_assets`; batch the event writes; and, for what remains, launch into a warm "
-            "process (a code server / run worker that already holds the definitions). *Dagster "
-            "run only* is the run's own duration in Dagster (start to end, without the process "
-            "start-up, definitions load and run creation)."
+            f"  - Median gap over the rows: {sorted(gaps)[len(gaps) // 2]:.1f} s more than "
+            "dbt alone. *Dagster run only* is the run's own duration in Dagster (start to end, "
+            "without the process start-up, definitions load and run creation)."
         )
     return lines
 
@@ -327,20 +302,12 @@ def _overhead(data: Mapping[str, Any], missed: list[str]) -> list[str]:
             fixed = (
                 f" From the two sizes: a fixed {d_fixed - b_fixed:.1f} s per run more than dbt "
                 f"and {1000 * (d_slope - b_slope):.0f} ms more per model (dbt itself: "
-                f"{1000 * b_slope:.0f} ms per model), so at 1,000 models the per-model part "
-                "dominates."
+                f"{1000 * b_slope:.0f} ms per model)."
             )
         missed.append(
             f"- **Figure 3 at 1,000 models**: {row['ratio']['median']:.2f}× the direct "
             f"`dbt build` against ≤ {target:.2f} — {row['ratio']['median'] / target - 1:.0%} "
-            f"over.{fixed} *Why*: every model and test becomes Dagster events that are handled "
-            "and written to SQLite one by one in the run's process, on the same 2 cores as dbt's "
-            "threads (the SQLite event log also builds a new SQLAlchemy engine for every event it "
-            "writes: see figure 4); dagster-dbt also forces JSON logs (the stored dbt.log "
-            "above). *What would fix it*: batch event writes (`DAGSTER_EVENT_BATCH_SIZE` "
-            "needs a storage with `store_event_batch`; the SQLite storage writes one "
-            "transaction, on a fresh engine, per event), a Postgres instance for production, "
-            "and the fixed start-up costs of figure 2."
+            f"over.{fixed}"
         )
     return lines
 
@@ -388,9 +355,7 @@ def _sensor(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         f"{biggest['ms_per_event_stock_storage']:.1f} ms per event through Dagster's stock "
         "SQLite event log (the first 200 events) and "
         f"{biggest['ms_per_event_cached_engine']:.1f} ms with one cached SQLAlchemy engine per "
-        "shard "
-        "(same SQL; `SqliteEventLogStorage._connect` creates and disposes an engine for every "
-        "write) — a cost a real run pays for every asset and check event (figure 3).",
+        "shard (same SQL).",
         "",
     ]
     lines += [
@@ -425,23 +390,13 @@ def _sensor(data: Mapping[str, Any], missed: list[str]) -> list[str]:
             share = (
                 " Profiled, the tick spends "
                 + " and ".join(f"{seconds:.1f} s in `{name}`" for name, seconds in found.items())
-                + " (profiling roughly doubles Python-heavy parts)."
+                + " (under cProfile)."
             )
         missed.append(
             f"- **Figure 4 at 10,000 assets**: {top['tick_s']['median']:.2f} s against < "
             f"{target} s ({top['tick_s']['median'] / target:.1f}× the target), although the "
             f"number of queries is constant ({top['storage_calls']['median']:.0f} storage calls, "
-            f"{top['sql_statements']['median']:.0f} SQL statements at every size).{share} "
-            "*Why*: constant queries, linear rows. `get_latest_asset_check_execution_by_key` is "
-            "one grouped SQL query, but with an `IN` list per column over every blocking check "
-            f"({top['blocking_checks']:,} here) SQLite needs seconds for it; and "
-            "`get_asset_records` returns a full record per asset, deserializing each asset's "
-            "latest materialization event in Python. *What would fix it*: a storage-id cursor — "
-            "read only the asset and check events written since the last tick "
-            "(`fetch_materializations`, planned-materialization and check-evaluation records "
-            "after the cursor: a few rows) and keep the failed set in the sensor cursor, with the "
-            "full read only on the first tick or when the cursor is lost; until then, ask for "
-            "check executions only for the assets that materialized since the last tick."
+            f"{top['sql_statements']['median']:.0f} SQL statements at every size).{share}"
         )
     return lines
 
@@ -492,36 +447,21 @@ def _load(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         wall = row["wall_s"]
         gc_gain = wall["ours"]["median"] - wall["ours_gc_off"]["median"]
         rss = row["peak_rss_mb"]
+        imports_note = ""
         if "ours_imports" in wall:
             imports_note = (
-                f"`import orchestration.definitions` takes {wall['ours_imports']['median']:.1f} s "
+                f" `import orchestration.definitions` took {wall['ours_imports']['median']:.1f} s "
                 f"and {rss['ours_imports']['median']:.0f} MB vs "
                 f"{wall['imports']['median']:.1f} s and {rss['imports']['median']:.0f} MB for "
-                "`import dagster, dagster_dbt`"
-            )
-        else:  # runs before ours_imports was measured: the check made beside them
-            imports_note = (
-                "measured beside this run with `/usr/bin/time`, `import orchestration.definitions`"
-                " took 0.9–1.6 s and 46 MB more than `import dagster, dagster_dbt`"
+                "`import dagster, dagster_dbt`."
             )
         missed.append(
             f"- **Figure 5 at 10,000 models**: ours {row['ratio_ours_to_bare']['median']:.2f}× "
             f"bare against ≤ {target:.2f} ({wall['ours']['median']:.1f} s vs "
-            f"{wall['bare']['median']:.1f} s; peak RSS {row['peak_rss_mb']['ours']['median']:.0f} "
-            f"vs {row['peak_rss_mb']['bare']['median']:.0f} MB). *Why*: ours runs the same "
-            "`@dbt_assets` over the same manifest as bare, plus: it imports more "
-            f"(`orchestration.resources` pulls in dagster-aws and boto3 even for a local artifact "
-            f"store: {imports_note}); it JSON-parses the manifest "
-            "itself (`load_manifest`, about 1 s at 10,000 models) and keeps that copy while "
-            "`@dbt_assets` parses and keeps its own from the path (the extra RSS); it walks the "
-            "project's files to check the manifest is fresh; and it builds jobs, schedules and "
-            "the sensor. So it cannot be faster than bare without doing something bare does not. "
-            "*What would fix it*: the garbage collector is the big lever — with `gc.disable()` "
-            f"ours loads in {wall['ours_gc_off']['median']:.1f} s ({gc_gain:.1f} s less, "
-            f"{wall['ours_gc_off']['median'] / wall['bare']['median']:.2f}× bare); "
-            "`gc.freeze()` or a raised `gc.set_threshold` around `build_definitions()` gets most "
-            "of that safely. Then: pass the parsed manifest dict to `@dbt_assets` (one parse, "
-            "one copy), and import boto3/dagster-aws only when the artifact store is on S3."
+            f"{wall['bare']['median']:.1f} s; peak RSS {rss['ours']['median']:.0f} "
+            f"vs {rss['bare']['median']:.0f} MB).{imports_note} With `gc.disable()` "
+            f"ours loaded in {wall['ours_gc_off']['median']:.1f} s ({gc_gain:.1f} s less, "
+            f"{wall['ours_gc_off']['median'] / wall['bare']['median']:.2f}× bare)."
         )
     return lines
 
@@ -550,11 +490,6 @@ def _planner(data: Mapping[str, Any], missed: list[str]) -> list[str]:
     if warm["median"] >= target:
         missed.append(
             f"- **Figure 6**: {warm['median']:.1f} ms against < {target:.0f} ms "
-            f"({warm['median'] / target - 1:.0%} over). *Why* (cProfile): the work is in "
-            "what succeeded, not what failed — `RetryPlan.carried_over` builds one frozen "
-            "dataclass per succeeded asset (~9,900) in topological order, and `_RunView` turns "
-            "every passing dbt test into a `CheckOutcome` although only non-passing ones can hold "
-            "an asset back. *What would fix it*: skip passing tests before building objects, and "
-            "keep carried-over assets as a mapping, building the ordered tuple only when asked."
+            f"({warm['median'] / target - 1:.0%} over)."
         )
     return lines
