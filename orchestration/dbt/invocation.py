@@ -258,7 +258,11 @@ def stream_dbt(
     outcome: InvocationOutcome,
     **flags: Any,
 ) -> Iterator[Any]:
-    """Yield the Dagster events of one dbt invocation; store its artifacts no matter what."""
+    """Yield the Dagster events of one dbt invocation; store its artifacts no matter what.
+
+    (A little over a screen: the try/except/finally around the stream is one unit — splitting
+    it would separate the process from the code that stops and cleans up after it.)
+    """
     call = plan_call(context, settings, manifest, command, selection, **flags)
     outcome.args = call.args
     if call.dbt_vars:

@@ -195,6 +195,35 @@ _EVENT_TYPES = {
 }
 
 
+_CHECK_EVENT_TYPES = (
+    DagsterEventType.ASSET_CHECK_EVALUATION,
+    DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+)
+
+
+def _record_check(
+    event: Any, asset_graph: BaseAssetGraph, checks: dict[tuple[str, str], CheckOutcome]
+) -> None:
+    """Fold one check event into ``checks``: planned → not executed unless a result follows."""
+    data = event.event_specific_data
+    check_key = data.asset_check_key if hasattr(data, "asset_check_key") else None
+    if check_key is None:
+        return
+    asset = check_key.asset_key.to_user_string()
+    blocking = _is_blocking(asset_graph, check_key)
+    if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
+        checks.setdefault(
+            (asset, check_key.name),
+            CheckOutcome(asset, check_key.name, blocking, CheckStatus.NOT_EXECUTED),
+        )
+        return
+    # A WARN-severity result (dbt "warn" on an error-severity test) did not cross the error
+    # threshold: the rule treats it as passed.
+    passed = data.passed or data.severity == AssetCheckSeverity.WARN
+    status = CheckStatus.PASSED if passed else CheckStatus.FAILED
+    checks[(asset, check_key.name)] = CheckOutcome(asset, check_key.name, blocking, status)
+
+
 def run_outcome(
     instance: DagsterInstance,
     run: DagsterRun,
@@ -220,31 +249,8 @@ def run_outcome(
             carried_over = carried_over or CARRIED_OVER_METADATA_KEY in (metadata or {})
         elif event.event_type == DagsterEventType.STEP_FAILURE and event.step_key:
             failed_steps.add(event.step_key)
-        elif event.event_type in (
-            DagsterEventType.ASSET_CHECK_EVALUATION,
-            DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
-        ):
-            data = event.event_specific_data
-            check_key = data.asset_check_key if hasattr(data, "asset_check_key") else None
-            if check_key is None:
-                continue
-            asset = check_key.asset_key.to_user_string()
-            blocking = _is_blocking(asset_graph, check_key)
-            if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
-                checks.setdefault(
-                    (asset, check_key.name),
-                    CheckOutcome(asset, check_key.name, blocking, CheckStatus.NOT_EXECUTED),
-                )
-            else:
-                # A WARN-severity result (dbt "warn" on an error-severity test) did not cross
-                # the error threshold: the rule treats it as passed.
-                passed = data.passed or data.severity == AssetCheckSeverity.WARN
-                checks[(asset, check_key.name)] = CheckOutcome(
-                    asset,
-                    check_key.name,
-                    blocking,
-                    CheckStatus.PASSED if passed else CheckStatus.FAILED,
-                )
+        elif event.event_type in _CHECK_EVENT_TYPES:
+            _record_check(event, asset_graph, checks)
     stored = stored_run_results(store, run.run_id)
     status = _RUN_STATUS.get(run.status, RunStatus.IN_PROGRESS)
     outcome = RunOutcome(
