@@ -166,6 +166,10 @@ class BenchEnv:
         marker = self.duckdb_path.with_suffix(".built")
         if marker.is_file() and self.duckdb_path.is_file():
             return
+        # A project whose seeds load the tables its sources read (the seeded shape) needs
+        # them loaded first: dbt's own DAG does not order seed → source reader.
+        if (self.project / "seeds").is_dir() and self.dbt(["seed"]).returncode != 0:
+            raise RuntimeError(f"dbt seed of {self.project.name} failed")
         if self.dbt(["build"]).returncode != 0:
             raise RuntimeError(f"the first full dbt build of {self.project.name} failed")
         marker.touch()
