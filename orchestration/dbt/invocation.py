@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import logging
 import shutil
 import signal
@@ -315,6 +316,32 @@ def stream_dbt(
             )
 
 
+def results_from_log(log_path: Path) -> dict[str, Any] | None:
+    """``{"results": [...]}`` from the ``NodeFinished`` lines of dbt's JSON log (unique_id,
+    status, message); ``None`` without a readable log."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    results = []
+    for line in lines:
+        if '"NodeFinished"' not in line:
+            continue
+        try:
+            data = json.loads(line)["data"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        run_result = data.get("run_result") or {}
+        results.append(
+            {
+                "unique_id": (data.get("node_info") or {}).get("unique_id", ""),
+                "status": run_result.get("status"),
+                "message": run_result.get("message"),
+            }
+        )
+    return {"results": results}
+
+
 def stop_dbt(process: subprocess.Popen, grace_seconds: float = DBT_STOP_GRACE_SECONDS) -> None:
     """Interrupt a dbt process the way Ctrl-C does (dbt cancels its open queries), then kill
     it if it has not exited within ``grace_seconds``."""
@@ -351,9 +378,12 @@ def _finish(
                 invocation.process.wait(timeout=DBT_EXIT_TIMEOUT_SECONDS)
             with contextlib.suppress(Exception):
                 outcome.run_results = invocation.get_artifact("run_results.json")
-        if outcome.run_results is not None:
+        # dbt-duckdb can crash on --fail-fast before writing run_results.json; its log still
+        # says which nodes finished how, which is all the fault countdown needs.
+        finished = outcome.run_results or results_from_log(call.target_path / "dbt.log")
+        if finished is not None:
             outcome.spent_faults = call.faults.record_invocation(
-                outcome.run_results, test_models=test_models_from_manifest(manifest)
+                finished, test_models=test_models_from_manifest(manifest)
             )
         if not call.target_path.is_dir():
             log.warning(f"dbt wrote no target folder at {call.target_path}; nothing stored.")
