@@ -78,6 +78,29 @@ class Pipeline:
                 job, instance=instance, run_config=dict(run_config or {}), raise_on_error=False
             )
 
+    def reexecute(self, parent_run_id: str, *, from_failure: bool = True) -> Any:
+        """*From failure* as the UI launches it (failed steps, tagged
+        ``dagster/is_resume_retry``), or *All steps*, of ``daily_pipeline``."""
+        from dagster import ReexecutionOptions, execute_job
+        from dagster._core.definitions.reconstruct import build_reconstructable_job
+
+        job = build_reconstructable_job(
+            "orchestration.definitions", "job_by_name", reconstructable_args=("daily_pipeline",)
+        )
+        with self.instance() as instance:
+            options = (
+                ReexecutionOptions.from_failure(parent_run_id, instance)
+                if from_failure
+                else ReexecutionOptions(parent_run_id=parent_run_id)
+            )
+            return execute_job(
+                job,
+                instance=instance,
+                reexecution_options=options,
+                tags={"dagster/is_resume_retry": "true"} if from_failure else None,
+                raise_on_error=False,
+            )
+
     def faults(self) -> Any:
         from orchestration.faults.store import FaultStore
 
@@ -271,3 +294,16 @@ def _no_stray_dagster_home(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the developer's .dagster_home from tests."""
     if os.environ.get("DAGSTER_HOME", "").startswith(str(REPO_ROOT)):
         monkeypatch.delenv("DAGSTER_HOME")
+
+
+def plan_json(run_id: str) -> dict[str, Any]:
+    """``python -m orchestration plan --run-id ID --json``, parsed."""
+    import io
+    from contextlib import redirect_stdout
+
+    from orchestration.cli.main import main as cli_main
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli_main(["plan", "--run-id", run_id, "--json"]) == 0
+    return json.loads(out.getvalue())

@@ -176,8 +176,8 @@ def _choice_from_plan(
 ) -> SelectionChoice:
     selected = set(context.selected_asset_keys)
     own = op_asset_keys(context)
-    planned = {AssetKey.from_user_string(key) for key in plan.keys} & selected
-    unique_ids = sorted(_unique_ids(planned, manifest, translator))
+    to_build = {AssetKey.from_user_string(key) for key in plan.keys} & selected
+    unique_ids = sorted(_unique_ids(to_build, manifest, translator))
     choice = SelectionChoice(selection=argv.Selection(tuple(unique_ids)))
     choice.log_lines = _plan_lines(plan, origin)
     for planned in plan.assets:

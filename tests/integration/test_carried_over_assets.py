@@ -8,18 +8,13 @@ step — only ``fct_pipeline_by_stage`` — and ``revenue_report``, which needs 
 
 from __future__ import annotations
 
-import io
-import json
-from contextlib import redirect_stdout
 from typing import Any
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, DagsterEventType, ReexecutionOptions, execute_job
-from dagster._core.definitions.reconstruct import build_reconstructable_job
+from dagster import AssetCheckKey, AssetKey, DagsterEventType
 
 from orchestration.artifacts.store import open_store
-from orchestration.cli.main import main as cli_main
-from tests.conftest import BOTH_STORAGES, Pipeline, statuses, stored_run_results
+from tests.conftest import BOTH_STORAGES, Pipeline, plan_json, statuses, stored_run_results
 
 pytestmark = [pytest.mark.integration, BOTH_STORAGES]
 
@@ -27,21 +22,6 @@ FAILING = "fct_pipeline_by_stage"
 CARRIED = AssetKey("fct_revenue_by_owner")
 REPORT = AssetKey("revenue_report")
 CHECK = AssetCheckKey(CARRIED, "unique_fct_revenue_by_owner_owner_contact_id")
-
-
-def reexecute_from_failure(pipeline: Pipeline, parent_run_id: str) -> Any:
-    """What the UI's *From failure* launches: the failed and skipped steps, tagged."""
-    job = build_reconstructable_job(
-        "orchestration.definitions", "job_by_name", reconstructable_args=("daily_pipeline",)
-    )
-    with pipeline.instance() as instance:
-        return execute_job(
-            job,
-            instance=instance,
-            reexecution_options=ReexecutionOptions.from_failure(parent_run_id, instance),
-            tags={"dagster/is_resume_retry": "true"},
-            raise_on_error=False,
-        )
 
 
 def latest_state(pipeline: Pipeline) -> dict[str, Any]:
@@ -72,13 +52,6 @@ def materialized_in(pipeline: Pipeline, run_id: str) -> dict[AssetKey, Any]:
     }
 
 
-def plan_json(run_id: str) -> dict:
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert cli_main(["plan", "--run-id", run_id, "--json"]) == 0
-    return json.loads(out.getvalue())
-
-
 def test_a_carried_over_asset_keeps_the_materialization_of_the_run_that_built_it(
     pipeline: Pipeline,
 ) -> None:
@@ -91,7 +64,7 @@ def test_a_carried_over_asset_keeps_the_materialization_of_the_run_that_built_it
     assert before["run_id"] == failed.run_id and before["data_version"]
     assert before["check"] == (failed.run_id, "SUCCEEDED")
 
-    recovery = reexecute_from_failure(pipeline, failed.run_id)
+    recovery = pipeline.reexecute(failed.run_id)
     assert recovery.success
     results = stored_run_results(open_store(pipeline.artifacts_uri), recovery.run_id)
     assert {m for r in results for m, s in statuses(r).items() if s != "skipped"} == {FAILING}

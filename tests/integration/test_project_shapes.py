@@ -11,16 +11,14 @@ recovery run's own stored run_results.
 from __future__ import annotations
 
 import io
-import json
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, ReexecutionOptions, execute_job
-from dagster._core.definitions.reconstruct import build_reconstructable_job
+from dagster import DagsterEventType, execute_job
 
 from orchestration.cli.main import main as cli_main
-from tests.conftest import Pipeline
+from tests.conftest import Pipeline, plan_json
 from tests.integration.test_retry_sensor import SensorDriver, execute_retry
 from tests.project_shapes import (
     Project,
@@ -32,7 +30,6 @@ from tests.project_shapes import (
 
 pytestmark = pytest.mark.integration
 
-RESUME_RETRY_TAG = "dagster/is_resume_retry"
 BROKEN_ORDERS = "select nope_no_such_column from {{ ref('stg_orders') }}\n"
 
 
@@ -58,28 +55,6 @@ def keys_to_unique_ids() -> dict[str, str]:
 def as_unique_ids(keys: set[str]) -> set[str]:
     mapping = keys_to_unique_ids()
     return {mapping[key] for key in keys if key in mapping}
-
-
-def plan_json(run_id: str) -> dict:
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert cli_main(["plan", "--run-id", run_id, "--json"]) == 0
-    return json.loads(out.getvalue())
-
-
-def reexecute_from_failure(pipeline: Pipeline, parent_run_id: str) -> object:
-    """What the UI's *Re-execute → From failure* launches: failed steps, tagged."""
-    job = build_reconstructable_job(
-        "orchestration.definitions", "job_by_name", reconstructable_args=("daily_pipeline",)
-    )
-    with pipeline.instance() as instance:
-        return execute_job(
-            job,
-            instance=instance,
-            reexecution_options=ReexecutionOptions.from_failure(parent_run_id, instance),
-            tags={RESUME_RETRY_TAG: "true"},
-            raise_on_error=False,
-        )
 
 
 def break_file(project: Project, relative: str, text: str) -> str:
@@ -179,7 +154,7 @@ def test_a_broken_mid_graph_model_is_recovered_exactly_by_every_path(jaffle: Pro
     assert asset_failure.success
     assert jaffle.executed(asset_failure.run_id) == needed
 
-    from_failure = reexecute_from_failure(pipeline, failed.run_id)
+    from_failure = pipeline.reexecute(failed.run_id)
     assert from_failure.success
     assert jaffle.executed(from_failure.run_id) == needed
     assert dbt_processes_in(jaffle.path) == []
@@ -213,7 +188,7 @@ def test_a_broken_seed_reruns_the_staging_models_that_read_it(jaffle: Project) -
     plan = plan_json(failed.run_id)
     assert as_unique_ids({a["key"] for a in plan["assets"]}) == needed
     break_file(jaffle, seed_file, original)
-    recovery = reexecute_from_failure(pipeline, failed.run_id)
+    recovery = pipeline.reexecute(failed.run_id)
     assert recovery.success
     assert jaffle.executed(recovery.run_id) == needed
 

@@ -13,14 +13,12 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from dagster import ReexecutionOptions, execute_job
-from dagster._core.definitions.reconstruct import build_reconstructable_job
 
 from orchestration.artifacts.store import open_store, read_run_index
 from orchestration.cli.main import main as cli_main
 from orchestration.dbt.project import dbt_executable
 from orchestration.settings import REPO_ROOT
-from tests.conftest import BOTH_STORAGES, Pipeline, statuses, stored_run_results
+from tests.conftest import BOTH_STORAGES, Pipeline, plan_json, statuses, stored_run_results
 from tests.dbt_graph import all_models, dbt_tests, manifest, model_descendants
 
 # Every scenario on a SQLite and on a PostgreSQL Dagster instance (issue 5).
@@ -32,27 +30,6 @@ MART_CHECK_SQL = (
     "select (select count(*) from fct_deals), (select round(sum(amount_reporting), 2) "
     "from fct_deals), (select count(*) from fct_revenue_by_owner)"
 )
-
-
-def reexecute(pipeline: Pipeline, parent_run_id: str, *, from_failure: bool = True) -> object:
-    """*From failure* as the UI launches it (failed steps, tagged ``dagster/is_resume_retry``),
-    or *All steps*."""
-    job = build_reconstructable_job(
-        "orchestration.definitions", "job_by_name", reconstructable_args=("daily_pipeline",)
-    )
-    with pipeline.instance() as instance:
-        options = (
-            ReexecutionOptions.from_failure(parent_run_id, instance)
-            if from_failure
-            else ReexecutionOptions(parent_run_id=parent_run_id)
-        )
-        return execute_job(
-            job,
-            instance=instance,
-            reexecution_options=options,
-            tags={RESUME_RETRY_TAG: "true"} if from_failure else None,
-            raise_on_error=False,
-        )
 
 
 def executed_models(pipeline: Pipeline, run_id: str) -> set[str]:
@@ -99,13 +76,6 @@ def unvouched_in(results: dict) -> set[str]:
     }
 
 
-def plan_json(run_id: str) -> dict:
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert cli_main(["plan", "--run-id", run_id, "--json"]) == 0
-    return json.loads(out.getvalue())
-
-
 def test_from_failure_rebuilds_only_the_failed_model_and_its_downstream(
     pipeline: Pipeline,
 ) -> None:
@@ -128,7 +98,7 @@ def test_from_failure_rebuilds_only_the_failed_model_and_its_downstream(
         "fx/exchange_rates",
     }
 
-    recovery = reexecute(pipeline, failed.run_id)
+    recovery = pipeline.reexecute(failed.run_id)
     assert recovery.success
     assert executed_models(pipeline, recovery.run_id) == needed  # never a model that succeeded
     with pipeline.instance() as instance:
@@ -144,7 +114,7 @@ def test_from_failure_rebuilds_only_the_failed_model_and_its_downstream(
         return  # the warehouse check below does not depend on Dagster's storage: ~20 s saved
     # The marts now hold what a clean full build produces.
     recovered = pipeline.query(MART_CHECK_SQL)
-    rebuilt_everything = reexecute(pipeline, recovery.run_id, from_failure=False)
+    rebuilt_everything = pipeline.reexecute(recovery.run_id, from_failure=False)
     assert rebuilt_everything.success
     assert executed_models(pipeline, rebuilt_everything.run_id) == all_models()  # All steps
     assert pipeline.query(MART_CHECK_SQL) == recovered
@@ -160,7 +130,7 @@ def test_a_failed_blocking_test_rebuilds_its_model_and_downstream(pipeline: Pipe
     expected = {"stg_crm__deals"} | model_descendants("stg_crm__deals")
     assert set(reasons) == expected | {"revenue_report"}
 
-    recovery = reexecute(pipeline, failed.run_id)
+    recovery = pipeline.reexecute(failed.run_id)
     assert recovery.success
     assert executed_models(pipeline, recovery.run_id) == expected
 
@@ -250,7 +220,7 @@ def test_fail_fast_cut_offs_are_recovered_and_match_dbt_retry(
         }
     assert planned_models >= {"stg_crm__contacts"} | model_descendants("stg_crm__contacts")
 
-    recovery = reexecute(pipeline, failed.run_id)
+    recovery = pipeline.reexecute(failed.run_id)
     assert recovery.success
     assert executed_models(pipeline, recovery.run_id) == planned_models
 
