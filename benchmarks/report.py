@@ -322,27 +322,37 @@ def _sensor(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         "models, materializations and passing checks for everything not downstream of them, a "
         "`STEP_FAILURE`, `RUN_FAILURE`, and the run's run_results.json in the artifact store "
         "(see `benchmarks/figures/sensor.py`). The sensor from `build_definitions()` evaluated "
-        "with `build_sensor_context(instance=…, definitions=…)` from an empty cursor; storage "
-        "calls are top-level calls to the run and event-log storages' public methods, SQL "
-        f"statements counted by SQLAlchemy. Targets: queries constant in N, < {target} s at "
-        "10,000.",
+        "with `build_sensor_context(instance=…, definitions=…)`. *First tick*: from an empty "
+        "cursor, so it reads every asset (as after a new failure). *Steady tick*: with the "
+        "first tick's cursor, after a second run of `daily_pipeline` started and materialized "
+        "100 assets, nothing failed — the watch's few one-row queries, then the last decisions "
+        "stand. Storage calls are top-level calls to the run and event-log storages' public "
+        "methods, SQL statements counted by SQLAlchemy. Targets: queries constant in N, "
+        f"< {target} s at 10,000 (the steady tick; the first tick is shown beside it).",
         "",
-        "| assets | blocking checks | to re-run | requested | tick | storage calls | "
-        "SQL statements | events synthesized |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| assets | blocking checks | to re-run | requested | first tick | storage calls | "
+        "SQL statements | steady tick | storage calls | SQL statements | events synthesized |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     measured = {n: row for n, row in data["sizes"].items() if "not_measured" not in row}
     for n, row in by_size(data["sizes"]):
         if "not_measured" in row:
             lines.append(
-                f"| {size_label(n)} | – | – | – | not measured: {row['not_measured']} | | | |"
+                f"| {size_label(n)} | – | – | – | not measured: {row['not_measured']} | | | | | | |"
             )
             continue
+        steady = row.get("steady") or {}
+        steady_cells = (
+            f"{fmt(steady['tick_s'], '.3f')} s | {fmt(steady['storage_calls'], '.0f')} | "
+            f"{fmt(steady['sql_statements'], '.0f')}"
+            if steady
+            else "not measured | | "
+        )
         lines.append(
             f"| {size_label(n)} | {row['blocking_checks']:,} | {row['needed']} | "
             f"{', '.join(map(str, row['requested_assets'])) or 'none'} | "
             f"{fmt(row['tick_s'], '.3f')} s | {fmt(row['storage_calls'], '.0f')} | "
-            f"{fmt(row['sql_statements'], '.0f')} | {row['events_written']:,} |"
+            f"{fmt(row['sql_statements'], '.0f')} | {steady_cells} | {row['events_written']:,} |"
         )
     lines.append("")
     if not measured:
@@ -358,9 +368,15 @@ def _sensor(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         "shard (same SQL).",
         "",
     ]
+    steady_methods = (measured[largest].get("steady") or {}).get("by_method", {})
     lines += [
-        f"Storage calls by method at {int(largest):,} assets: "
-        + ", ".join(f"`{name}` ×{count}" for name, count in measured[largest]["by_method"].items()),
+        f"Storage calls by method at {int(largest):,} assets, first tick: "
+        + ", ".join(f"`{name}` ×{count}" for name, count in measured[largest]["by_method"].items())
+        + "; steady tick: "
+        + (", ".join(f"`{name}` ×{count}" for name, count in steady_methods.items()) or "–"),
+        "",
+        "The steady tick's SkipReason: "
+        f"“{(measured[largest].get('steady') or {}).get('skip_message') or '–'}”",
         "",
         f"Where one tick at {int(largest):,} assets spends its time (cProfile, cumulative):",
         "",
@@ -379,7 +395,13 @@ def _sensor(data: Mapping[str, Any], missed: list[str]) -> list[str]:
             )
         )
     top = measured.get("10000")
-    if top and top["tick_s"]["median"] >= target:
+    steady_top = (top or {}).get("steady")
+    if steady_top and steady_top["tick_s"]["median"] >= target:
+        missed.append(
+            f"- **Figure 4 at 10,000 assets, steady tick**: "
+            f"{steady_top['tick_s']['median']:.2f} s against < {target} s."
+        )
+    if top and not steady_top and top["tick_s"]["median"] >= target:
         found = {}
         for line in top.get("profile", []):
             for name in ("latest_check_executions", "get_asset_records"):

@@ -43,6 +43,7 @@ from orchestration.settings import REPO_ROOT
 TARGET_SECONDS_AT_10000 = 0.5
 FAILURES = 10
 CALIBRATION_EVENTS = 200
+STEADY_MATERIALIZATIONS = 100
 SENSOR = "retry_failed_assets_sensor"
 
 
@@ -219,13 +220,65 @@ def synthesize(instance: Any, defs: Any, failures: set[str], needed: set[str]) -
     }
 
 
-def _evaluate(instance: Any, defs: Any, sensor: Any, resources: dict[str, Any]) -> Any:
+def _evaluate(
+    instance: Any, defs: Any, sensor: Any, resources: dict[str, Any], cursor: str | None = None
+) -> Any:
     from dagster import build_sensor_context
 
     with build_sensor_context(
-        instance=instance, definitions=defs, resources=resources, sensor_name=SENSOR
+        instance=instance,
+        definitions=defs,
+        resources=resources,
+        sensor_name=SENSOR,
+        cursor=cursor,
     ) as context:
         return sensor.evaluate_tick(context)
+
+
+def start_healthy_run(instance: Any, defs: Any, materializations: int) -> None:
+    """A second run of ``daily_pipeline`` in progress: started, ``materializations`` assets
+    materialized, not ended — what the event log gains between two ticks on a busy night."""
+    from dagster import DagsterRunStatus
+
+    job = defs.resolve_job_def("daily_pipeline")
+    graph = defs.resolve_asset_graph()
+    keys = [key for key in graph.get_all_asset_keys() if graph.get(key).is_executable]
+    materialized, _, _, run_event = _events(job.name)
+    with cached_sqlite_engines():
+        run = instance.create_run_for_job(job, status=DagsterRunStatus.NOT_STARTED)
+        instance.report_dagster_event(run_event("RUN_START"), run_id=run.run_id)
+        for key in keys[:materializations]:
+            instance.report_dagster_event(materialized(key), run_id=run.run_id)
+
+
+def steady_ticks(
+    instance: Any,
+    defs: Any,
+    sensor: Any,
+    resources: dict[str, Any],
+    counter: QueryCounter,
+    evaluations: int,
+) -> list[dict[str, Any]]:
+    """Ticks after the first: the cursor of a full-read tick, then a healthy run's events (its
+    planned events and ``STEADY_MATERIALIZATIONS`` materializations) and nothing failed."""
+    first = _evaluate(instance, defs, sensor, resources)
+    start_healthy_run(instance, defs, STEADY_MATERIALIZATIONS)
+    ticks = []
+    for _ in range(evaluations):
+        counter.reset()
+        started = time.perf_counter()
+        data = _evaluate(instance, defs, sensor, resources, cursor=first.cursor)
+        ticks.append(
+            {
+                "seconds": time.perf_counter() - started,
+                "storage_calls": sum(counter.calls.values()),
+                "by_method": dict(sorted(counter.calls.items())),
+                "sql_statements": counter.sql_statements,
+                "run_requests": len(data.run_requests or ()),
+                "skip_message": data.skip_message,
+            }
+        )
+    return ticks
 
 
 def profile_tick(action: Callable[[], object], top: int = 15) -> list[str]:
@@ -350,6 +403,9 @@ def probe(evaluations: int) -> None:
                 }
             )
         result["ticks"] = ticks
+        result["steady_ticks"] = steady_ticks(
+            instance, defs, sensor, resources, counter, evaluations
+        )
         result["profile"] = profile_tick(lambda: _evaluate(instance, defs, sensor, resources))
     print(RESULT_MARKER + json.dumps(result), flush=True)
 
@@ -375,6 +431,7 @@ def run(work: Path, sizes: list[int], *, repeats: int) -> dict[str, Any]:
             progress(f"sensor n={n}: not measured ({data['error']})")
             continue
         ticks = data.pop("ticks")
+        steady = data.pop("steady_ticks")
         by_size[str(n)] = {
             **{k: round(v, 3) if isinstance(v, float) else v for k, v in data.items()},
             "tick_s": Stats.of([t["seconds"] for t in ticks]).to_dict(),
@@ -384,10 +441,20 @@ def run(work: Path, sizes: list[int], *, repeats: int) -> dict[str, Any]:
             "run_requests": ticks[-1]["run_requests"],
             "requested_assets": ticks[-1]["requested_assets"],
             "skip_message": ticks[-1]["skip_message"],
+            "steady": {
+                "tick_s": Stats.of([t["seconds"] for t in steady]).to_dict(),
+                "storage_calls": Stats.of([t["storage_calls"] for t in steady]).to_dict(0),
+                "sql_statements": Stats.of([t["sql_statements"] for t in steady]).to_dict(0),
+                "by_method": steady[-1]["by_method"],
+                "run_requests": steady[-1]["run_requests"],
+                "skip_message": steady[-1]["skip_message"],
+            },
         }
         progress(
             f"sensor n={n}: tick {Stats.of([t['seconds'] for t in ticks]).fmt('.3f', ' s')}, "
-            f"{ticks[-1]['storage_calls']} storage calls, {ticks[-1]['sql_statements']} SQL"
+            f"{ticks[-1]['storage_calls']} storage calls, {ticks[-1]['sql_statements']} SQL; "
+            f"steady tick {Stats.of([t['seconds'] for t in steady]).fmt('.3f', ' s')}, "
+            f"{steady[-1]['storage_calls']} storage calls"
         )
     return {"target_seconds_at_10000": TARGET_SECONDS_AT_10000, "sizes": by_size}
 

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import (
+    AssetCheckSeverity,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunStatusChangeRecordsFilter,
+)
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.dagster_run import RunRecord, RunsFilter
@@ -27,6 +33,7 @@ from orchestration.artifacts.run_results import NODE_FAILED_STATUSES, RunResults
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.dbt.translator import unique_ids_by_asset_key
 from orchestration.history.runs import stored_run_results
+from orchestration.recovery.cursor import RunEnds
 from orchestration.tags import ATTEMPT_TAG, RETRY_ROOT_TAG, ROOT_RUN_TAG
 
 IN_FLIGHT_STATUSES = (
@@ -375,6 +382,47 @@ def _warn_only(execution: Any) -> bool:
     event = execution.event
     data = event.dagster_event.event_specific_data if event and event.dagster_event else None
     return getattr(data, "severity", None) == AssetCheckSeverity.WARN
+
+
+def event_log_high_water(instance: DagsterInstance, log: QueryLog) -> int | None:
+    """The event log's latest storage id (one ``max(id)`` query); ``None`` when the storage
+    cannot say (then every tick reads in full). On SQLite it is the index shard's, which holds
+    every asset, check and run-status event."""
+    log.add("get_maximum_record_id")
+    try:
+        return int(instance.event_log_storage.get_maximum_record_id() or 0)
+    except NotImplementedError:
+        return None
+
+
+def read_run_ends_since(
+    instance: DagsterInstance, storage_id: int, *, any_end: bool, log: QueryLog
+) -> RunEnds:
+    """Whether a run failed, was canceled (or, with ``any_end``, ended at all) after
+    ``storage_id``: one run-status query per kind, one row at most each, whatever the number of
+    assets or events. A blocking check that fails fails its step, so its run shows up here."""
+    kinds = [DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED]
+    failed = _first_run_status_change(instance, kinds, storage_id, log)
+    ended = None
+    if any_end and failed is None:
+        ended = _first_run_status_change(instance, [DagsterEventType.RUN_SUCCESS], storage_id, log)
+    return RunEnds(failed=failed, ended=failed or ended)
+
+
+def _first_run_status_change(
+    instance: DagsterInstance,
+    kinds: Sequence[DagsterEventType],
+    storage_id: int,
+    log: QueryLog,
+) -> str | None:
+    for kind in kinds:
+        log.add(f"fetch_run_status_changes({kind.value})")
+        result = instance.event_log_storage.fetch_run_status_changes(
+            RunStatusChangeRecordsFilter(kind, after_storage_id=storage_id), limit=1
+        )
+        if result.records:
+            return result.records[0].event_log_entry.run_id
+    return None
 
 
 def read_chain_runs(

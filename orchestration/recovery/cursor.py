@@ -22,9 +22,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-CURSOR_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
-"""Version 1 had no outbox and recorded chain roots in `reported`; it reads as is."""
+CURSOR_VERSION = 3
+READABLE_VERSIONS = frozenset({1, 2, 3})
+"""Version 1 had no outbox and recorded chain roots in `reported`; version 2 had no watch fields.
+Both read as is: a cursor without a full read on record makes the next tick read in full."""
 RETRY_RUN_KEY_PREFIX = "retry"
 GAVE_UP_PREFIX = "gave_up"
 
@@ -93,10 +94,17 @@ class RetryCursor:
     handled: Mapping[str, str] = field(default_factory=dict)
     # give-ups (the run id given up on) whose alert was delivered, or dropped after retries
     reported: frozenset[str] = frozenset()
-    # optional high-water mark of the event log / run storage the sensor has looked at
+    # the event log's high-water mark when the last tick began (0: never read in full)
     last_seen_storage_id: int = 0
     # the outbox: give-up (run id) → its alert, until the receiver accepts it
     alerts: Mapping[str, PendingAlert] = field(default_factory=dict)
+    # what the last full read left to watch for (see `stale_reason` and `run_ends_reason`)
+    full_read_at: float = 0.0
+    settings_key: str = ""
+    open_chains: bool = False
+    """The last full read found failure chains: any run that ends may heal or fail them."""
+    wake_at: float | None = None
+    """The earliest end of a backoff the last full read waited for."""
 
     def __post_init__(self) -> None:
         # A read-only copy: a cursor handed to the next tick cannot be changed behind its back.
@@ -151,6 +159,25 @@ class RetryCursor:
         """Advance the high-water mark; it never moves backwards."""
         return replace(self, last_seen_storage_id=max(self.last_seen_storage_id, storage_id))
 
+    def after_full_read(
+        self,
+        *,
+        high_water: int,
+        now: float,
+        settings_key: str,
+        open_chains: bool,
+        wake_at: float | None,
+    ) -> RetryCursor:
+        """Record a full read that began at event-log id `high_water`, and what it waits for."""
+        return replace(
+            self,
+            last_seen_storage_id=high_water,
+            full_read_at=now,
+            settings_key=settings_key,
+            open_chains=open_chains,
+            wake_at=wake_at,
+        )
+
     def pruned(self, keep_run_ids: Set[str]) -> RetryCursor:
         """Forget runs outside `keep_run_ids` (e.g. runs older than the sensor's lookback window).
 
@@ -171,6 +198,10 @@ class RetryCursor:
                 "reported": sorted(self.reported),
                 "last_seen_storage_id": self.last_seen_storage_id,
                 "alerts": {key: alert.to_dict() for key, alert in sorted(self.alerts.items())},
+                "full_read_at": self.full_read_at,
+                "settings_key": self.settings_key,
+                "open_chains": self.open_chains,
+                "wake_at": self.wake_at,
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -218,9 +249,81 @@ def _parse(document: Any) -> RetryCursor:
     alerts = document.get("alerts", {})
     if not isinstance(alerts, dict) or not all(isinstance(k, str) for k in alerts):
         raise ValueError("'alerts' must map give-up run ids to pending alerts")
+    full_read_at, wake_at = document.get("full_read_at", 0.0), document.get("wake_at")
+    if not _is_time(full_read_at) or not (wake_at is None or _is_time(wake_at)):
+        raise ValueError("'full_read_at' and 'wake_at' must be unix times")
+    settings_key, open_chains = document.get("settings_key", ""), document.get("open_chains", False)
+    if not isinstance(settings_key, str) or not isinstance(open_chains, bool):
+        raise ValueError("'settings_key' must be a string and 'open_chains' a boolean")
     return RetryCursor(
         handled=handled,
         reported=frozenset(reported),
         last_seen_storage_id=storage_id,
         alerts={key: PendingAlert.from_dict(value) for key, value in alerts.items()},
+        full_read_at=float(full_read_at),
+        settings_key=settings_key,
+        open_chains=open_chains,
+        wake_at=None if wake_at is None else float(wake_at),
     )
+
+
+def _is_time(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+# --- when a tick must read the instance in full ------------------------------------------------
+
+
+def stale_reason(
+    cursor: RetryCursor,
+    *,
+    high_water: int | None,
+    now: float,
+    settings_key: str,
+    full_read_every_seconds: float,
+) -> str | None:
+    """Why the last full read cannot stand, before looking at what happened since; ``None``
+    when only the events after ``cursor.last_seen_storage_id`` can tell.
+
+    A full read costs queries over every asset; a tick whose event log holds nothing new (or only
+    successes) would find what the last one found, so it keeps its decisions. Time-bound
+    decisions (a backoff), a change of settings, a storage that cannot say where its event log
+    ends, and a periodic full read (the safety net for an event committed out of id order, which
+    PostgreSQL sequences allow) still force one.
+    """
+    if high_water is None:
+        return "the event log storage cannot report its latest id"
+    if cursor.last_seen_storage_id <= 0 or cursor.full_read_at <= 0:
+        return "no full read on record in the cursor"
+    if high_water < cursor.last_seen_storage_id:
+        return "the event log's latest id went backwards (a wiped or replaced instance)"
+    if cursor.settings_key != settings_key:
+        return "the sensor's settings changed"
+    if now - cursor.full_read_at >= full_read_every_seconds:
+        return f"the periodic full read (every {full_read_every_seconds:.0f} s)"
+    if cursor.wake_at is not None and now >= cursor.wake_at:
+        return "a backoff ended"
+    return None
+
+
+@dataclass(frozen=True)
+class RunEnds:
+    """Runs that ended since the cursor's storage id (at most one of each kind is read)."""
+
+    failed: str | None = None
+    """A run that failed or was canceled."""
+    ended: str | None = None
+    """Any run that ended (read only while chains are open)."""
+
+
+def run_ends_reason(cursor: RetryCursor, ends: RunEnds) -> str | None:
+    """Why the runs that ended since the last tick need a full read, or ``None``.
+
+    A new failure does, always. A success matters only while failure chains are open: it may
+    heal one (a retry, a manual re-execution), or release one held back by a run in flight.
+    """
+    if ends.failed is not None:
+        return f"run {ends.failed} failed or was canceled"
+    if cursor.open_chains and ends.ended is not None:
+        return f"run {ends.ended} ended while failure chains are open"
+    return None

@@ -4,7 +4,11 @@ The steps are apart because each has its own cost and its own way to go wrong:
 
 - **read** (``read_tick``) is the only step that asks the instance for state, and asks in a fixed
   number of batched queries (``history.tick_state``) whatever the number of assets — the
-  integration tests count them. Why a run failed costs one event-log query per failed run, so
+  integration tests count them. Those queries still read a row per asset, so a tick first asks
+  the event log what happened since the last one (``watch``): when no run failed or was canceled
+  (and, while failure chains are open, none ended), no backoff ended and the settings are the
+  same, the last tick's decisions stand and the tick reads nothing more — a few one-row queries
+  at any number of assets. Why a run failed costs one event-log query per failed run, so
   that is read lazily (``EvidenceReader``): only for a chain whose decision or plan needs it, at
   most once per run per tick.
 - **decide** (``chain_scope``, ``ChainDecider``) is computation over what was read: which failed
@@ -24,6 +28,7 @@ since.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -42,7 +47,9 @@ from orchestration.history.tick_state import (
     assets_by_step,
     dbt_adapter_type,
     dbt_unique_ids_by_asset,
+    event_log_high_water,
     read_chain_runs,
+    read_run_ends_since,
     read_run_evidence,
     read_tick_state,
 )
@@ -55,7 +62,13 @@ from orchestration.recovery.classify import (
     default_patterns,
     load_patterns,
 )
-from orchestration.recovery.cursor import RetryCursor, gave_up_marker, retry_run_key
+from orchestration.recovery.cursor import (
+    RetryCursor,
+    gave_up_marker,
+    retry_run_key,
+    run_ends_reason,
+    stale_reason,
+)
 from orchestration.recovery.plan import preview
 from orchestration.recovery.policy import (
     ChainState,
@@ -85,6 +98,10 @@ ALERT_DELIVERY = DeliveryPolicy(
 )
 """One POST per alert per tick (a tick must stay well inside the daemon's sensor timeout), then
 30 s, 60 s, … capped at 10 min between ticks: five attempts span about 7.5 minutes."""
+FULL_READ_EVERY_SECONDS = 600.0
+"""A tick reads every asset at least this often, even when the event log says nothing failed:
+the safety net for anything the watch cannot see (an event that PostgreSQL committed after a
+later id was read, a code change that added assets)."""
 
 
 @dataclass
@@ -96,6 +113,10 @@ class TickOutcome:
     queries: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """Alerts given up on this tick: the sensor logs each as an ERROR."""
+    full_read: str | None = None
+    """Why this tick read every asset; ``None`` when the last tick's decisions stood."""
+    open_chains: bool = False
+    wake_at: float | None = None
 
 
 def error_patterns(settings: Settings) -> tuple[ErrorPattern, ...]:
@@ -127,17 +148,35 @@ def run_retry_tick(
 ) -> TickOutcome:
     """One evaluation of the sensor, as plain inputs and outputs (the sensor is a thin shell).
 
-    Chains first (launches, waits, give-ups queue their alerts), then the alert outbox.
+    The watch first (is there anything new to decide?), then the chains (launches, waits,
+    give-ups queue their alerts), then the alert outbox.
     """
-    outcome = retry_chains(
-        instance,
-        asset_graph,
-        cursor_and_warning,
-        settings=settings,
-        now=now,
-        open_store=open_store,
-        job_assets=job_assets,
-    )
+    cursor, warning = cursor_and_warning
+    queries = QueryLog()
+    key = settings_key(settings)
+    high_water, why = watch(instance, cursor, settings_key=key, now=now, log=queries)
+    if why is None:
+        outcome = quiet_tick(cursor, high_water or 0, now=now, warning=warning)
+    else:
+        outcome = retry_chains(
+            instance,
+            asset_graph,
+            cursor_and_warning,
+            settings=settings,
+            now=now,
+            open_store=open_store,
+            job_assets=job_assets,
+            log=queries,
+        )
+        outcome.full_read = why
+        outcome.cursor = outcome.cursor.after_full_read(
+            high_water=high_water or 0,
+            now=now,
+            settings_key=key,
+            open_chains=outcome.open_chains,
+            wake_at=outcome.wake_at,
+        )
+    outcome.queries = queries.calls
     delivery = deliver_pending_alerts(
         outcome.cursor, settings.alert_webhook_url, now=now, policy=ALERT_DELIVERY
     )
@@ -156,6 +195,7 @@ def retry_chains(
     now: float,
     open_store: Callable[[], ArtifactStore] | None,
     job_assets: Callable[[str], AbstractSet[str]] | None,
+    log: QueryLog | None = None,
 ) -> TickOutcome:
     """Every failure chain of the tick, read once, then decided and requested one by one.
 
@@ -166,7 +206,7 @@ def retry_chains(
     outcome = TickOutcome(cursor=cursor)
     if warning:
         outcome.lines.append(warning)
-    queries = QueryLog()
+    queries = log or QueryLog()
     outcome.queries = queries.calls
     read = read_tick(
         instance, asset_graph, job_assets=job_assets, open_store=open_store, log=queries
@@ -175,6 +215,7 @@ def retry_chains(
         outcome.lines.append("No failed assets: nothing to retry.")
         outcome.cursor = cursor.pruned(set())
         return outcome
+    outcome.open_chains = True  # any run that ends may heal or fail one of these chains
     decider = ChainDecider(
         settings=settings,
         policy=retry_policy(settings),
@@ -185,6 +226,73 @@ def retry_chains(
     for chain in read.ordered_chains():
         _handle_chain(read, chain, decider, outcome, claimed, settings=settings, now=now)
     outcome.cursor = outcome.cursor.pruned(read.kept_run_ids())
+    return outcome
+
+
+# --- watch -----------------------------------------------------------------------------------
+
+
+def settings_key(settings: Settings) -> str:
+    """A fingerprint of what the decisions depend on besides the instance: the policy, the
+    error patterns (file and its mtime), whether give-ups are alerted."""
+    patterns = settings.error_patterns_file
+    stamp = None
+    if patterns is not None:
+        try:
+            stamp = patterns.stat().st_mtime_ns
+        except OSError:
+            stamp = "missing"
+    text = repr((retry_policy(settings), str(patterns), stamp, bool(settings.alert_webhook_url)))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def watch(
+    instance: DagsterInstance,
+    cursor: RetryCursor,
+    *,
+    settings_key: str,
+    now: float,
+    log: QueryLog,
+) -> tuple[int | None, str | None]:
+    """(the event log's latest id, why this tick must read every asset — ``None`` when the last
+    tick's decisions stand): one ``max(id)`` query, plus at most three one-row run-status
+    queries when the event log moved."""
+    high_water = event_log_high_water(instance, log)
+    why = stale_reason(
+        cursor,
+        high_water=high_water,
+        now=now,
+        settings_key=settings_key,
+        full_read_every_seconds=FULL_READ_EVERY_SECONDS,
+    )
+    if why is None and high_water is not None and high_water > cursor.last_seen_storage_id:
+        ends = read_run_ends_since(
+            instance, cursor.last_seen_storage_id, any_end=cursor.open_chains, log=log
+        )
+        why = run_ends_reason(cursor, ends)
+    return high_water, why
+
+
+def quiet_tick(
+    cursor: RetryCursor, high_water: int, *, now: float, warning: str | None
+) -> TickOutcome:
+    """A tick with nothing new to decide: the cursor moves to the event log's latest id."""
+    outcome = TickOutcome(cursor=cursor.with_last_seen_storage_id(high_water))
+    if warning:
+        outcome.lines.append(warning)
+    age = max(now - cursor.full_read_at, 0.0)
+    outcome.lines.append(
+        f"Nothing new to decide: no run failed or was canceled since the last full read "
+        f"({age:.0f} s ago); its decisions stand."
+    )
+    for run_id, handled in sorted(cursor.handled.items()):
+        outcome.lines.append(
+            f"run {run_id[:SHORT_ID_CHARS]}: {_handled_line(run_id, handled, cursor, None)}"
+        )
+    if cursor.open_chains and len(cursor.handled) == 0:
+        outcome.lines.append(
+            "Failure chains wait for a run in flight or a backoff (the last full read says which)."
+        )
     return outcome
 
 
@@ -366,15 +474,15 @@ class ChainDecider:
         return classify_many(messages, self._patterns, adapter=self.adapter)
 
 
-def _handled_line(chain: Chain, handled: str, cursor: RetryCursor, failed: int) -> str:
-    """What an earlier tick did with the chain's latest run (the cursor remembers it)."""
-    latest = chain.latest.run_id
+def _handled_line(latest: str, handled: str, cursor: RetryCursor, failed: int | None) -> str:
+    """What an earlier tick did with a chain's latest run (the cursor remembers it)."""
     if handled.startswith("gave_up"):
         told = "alert not delivered yet" if latest in cursor.alerts else "reported"
+        assets = f"{failed} assets" if failed is not None else "its assets"
         return (
             f"gave up on run {latest[:SHORT_ID_CHARS]} earlier "
             f"({handled.split(':', 1)[-1]}), already {told}; "
-            f"{failed} assets stay failed until someone re-executes them"
+            f"{assets} stay failed until someone re-executes them"
         )
     return (
         f"retry {handled} already requested for run "
@@ -398,7 +506,8 @@ def _handle_chain(
     handled = outcome.cursor.handled.get(chain.latest.run_id)
     if handled is not None:
         outcome.lines.append(
-            f"{name}: {_handled_line(chain, handled, outcome.cursor, len(failed_keys))}"
+            f"{name}: "
+            f"{_handled_line(chain.latest.run_id, handled, outcome.cursor, len(failed_keys))}"
         )
         if not handled.startswith("gave_up"):
             claimed |= read.graph.downstream(failed_keys)  # its requested retry re-runs these
@@ -419,7 +528,8 @@ def _handle_chain(
                 f"running run: {preview(scope.waiting)})"
             )
     elif decision.kind is DecisionKind.WAIT_BACKOFF:
-        pass
+        if decision.not_before is not None:
+            outcome.wake_at = min(outcome.wake_at or decision.not_before, decision.not_before)
     elif decision.kind.gives_up:
         outcome.cursor = record_give_up(
             outcome.cursor, decision, chain, scope.seeds, settings=settings, now=now

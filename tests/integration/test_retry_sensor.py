@@ -29,6 +29,7 @@ from dagster import (
     execute_job,
 )
 from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from dagster._daemon.sensor import fetch_existing_runs
 
@@ -245,8 +246,10 @@ def test_transient_fault_is_retried_once_rebuilding_only_the_failed_model_and_do
     # A fixed number of storage queries, whatever the number of assets (23 here): asset
     # records, blocking checks, in-flight runs, the runs the records name, earlier retries of
     # the failed chains; then one event-log read per failed *run* for its failure messages.
+    # First, the watch: the event log's latest id (a first tick then reads everything).
     assert sorted(counter.queries()) == sorted(
         [
+            "events.get_maximum_record_id",
             "runs.get_run_records",  # in flight
             "events.get_asset_records",
             "events.get_latest_asset_check_execution_by_key",
@@ -461,3 +464,37 @@ def test_an_alert_is_kept_until_the_receiver_accepts_it_and_every_give_up_is_ale
     assert [f["chain_root"] for f in fields] == [failed_run, failed_run]
     assert [f["kind"] for f in fields] == ["give_up_deterministic"] * 2
     assert failed_run[:8] in fields[0]["title"] and again.run_id[:8] in fields[1]["title"]
+
+
+def test_while_nothing_new_fails_a_tick_reads_no_asset_and_the_next_failure_is_read_at_once(
+    pipeline: Pipeline, no_backoff: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch (``retry_sensor.tick.watch``): a tick after a full read asks only where the event
+    log ends and whether a run ended since; a run in progress does not make it read every asset,
+    and the run's failure does, on the very next tick."""
+    pipeline.faults().inject(MIDDLE_MODEL)  # deterministic: the sensor gives up on it
+    failed_run = failed_daily_run(pipeline)
+    driver = SensorDriver(pipeline)
+    assert "deterministic" in (driver.tick().skip_message or "")
+
+    with pipeline.instance() as instance:
+        # A second nightly run in progress: planned events for every asset and a start — new
+        # events, nothing failed or ended.
+        job = driver.defs.resolve_job_def("daily_pipeline")
+        busy = instance.create_run_for_job(job, status=DagsterRunStatus.NOT_STARTED)
+        start = DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name)
+        instance.report_dagster_event(start, run_id=busy.run_id)
+        counter = CountingStorage(instance, monkeypatch)
+        quiet = driver.tick(instance)
+    assert counter.queries() == ["events.get_maximum_record_id"], counter.calls
+    assert counter.calls.count("events.fetch_run_status_changes") == 3, counter.calls
+    assert quiet.run_requests == []
+    assert "Nothing new to decide" in (quiet.skip_message or "")
+    assert f"gave up on run {failed_run[:8]} earlier" in (quiet.skip_message or "")
+
+    with pipeline.instance() as instance:
+        instance.report_run_failed(instance.get_run_by_id(busy.run_id))
+        counter = CountingStorage(instance, monkeypatch)
+        after = driver.tick(instance)
+    assert "events.get_asset_records" in counter.queries(), counter.calls
+    assert busy.run_id[:8] in (after.skip_message or ""), after.skip_message

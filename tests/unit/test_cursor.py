@@ -29,6 +29,10 @@ cursors = st.builds(
     reported=st.frozensets(run_ids, max_size=20),
     last_seen_storage_id=st.integers(0, 2**62),
     alerts=st.dictionaries(run_ids, pending_alerts, max_size=5),
+    full_read_at=st.floats(0, 2e9, allow_nan=False),
+    settings_key=st.text(max_size=16),
+    open_chains=st.booleans(),
+    wake_at=st.none() | st.floats(0, 2e9, allow_nan=False),
 )
 
 
@@ -53,7 +57,8 @@ def test_no_cursor_yet_is_an_empty_cursor_without_a_warning(text: str | None) ->
     [
         "{not json",
         "[]",
-        '{"version": 3, "handled": {}}',
+        '{"version": 4, "handled": {}}',
+        '{"version": 3, "wake_at": "soon"}',
         '{"version": 1, "handled": {"run": 3}}',
         '{"version": 1, "reported": "run"}',
         '{"version": 1, "last_seen_storage_id": -1}',
@@ -65,6 +70,7 @@ def test_no_cursor_yet_is_an_empty_cursor_without_a_warning(text: str | None) ->
         "not json",
         "not an object",
         "newer version",
+        "wake_at not a time",
         "non-string outcome",
         "reported not a list",
         "negative storage id",
@@ -135,11 +141,15 @@ def test_pruning_keeps_the_storage_high_water_mark() -> None:
 def test_the_json_is_compact_and_sorted() -> None:
     cursor = RetryCursor(handled={"b": "2", "a": "1"}, reported=frozenset({"z", "y"}))
     assert json.loads(cursor.to_json()) == {
-        "version": 2,
+        "version": 3,
         "handled": {"a": "1", "b": "2"},
         "reported": ["y", "z"],
         "last_seen_storage_id": 0,
         "alerts": {},
+        "full_read_at": 0.0,
+        "settings_key": "",
+        "open_chains": False,
+        "wake_at": None,
     }
     assert " " not in cursor.to_json()
 
