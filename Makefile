@@ -11,6 +11,9 @@ export PATH := $(BIN):$(PATH)
 # Fault injection (`python -m orchestration faults ...`) is a test and demo tool, off unless
 # enabled; the commands that demo, test or measure recovery turn it on. deploy/ leaves it off.
 run test dev bench bench-quick: export ORCHESTRATION_FAULTS_ENABLED = 1
+# Dagster writes the events it can batch (the planned events of a new run) in one transaction
+# (orchestration/instance/config.py). An environment variable, so every process needs it.
+export DAGSTER_EVENT_BATCH_SIZE ?= 1000
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,7 +25,6 @@ install: $(VENV)/.installed
 
 ## make run: set up, prepare the manifest, run daily_pipeline once on embedded defaults
 run: install
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m orchestration prepare
 	$(PY) -m orchestration run --job daily_pipeline
 
@@ -34,7 +36,6 @@ test: install
 
 ## make dev: the Dagster UI and daemon on http://127.0.0.1:3000
 dev: install
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m orchestration prepare
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.figures import load, overhead, planner, recovery, sensor
+from benchmarks.figures import instance, load, overhead, planner, recovery, sensor
 from benchmarks.timing import progress
 
 HERE = Path(__file__).resolve().parent
@@ -36,7 +36,7 @@ QUICK_SIZES = {
     "sensor": [100, 300],
     "load": [100],
 }
-FIGURES = ("planner", "sensor", "load", "overhead", "recovery")
+FIGURES = ("planner", "instance", "sensor", "load", "overhead", "recovery")
 """Run order: cheap and self-contained first, so a broken environment fails fast."""
 
 
@@ -90,6 +90,7 @@ def main() -> None:
 
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "planner": lambda: planner.run(repeats=20 if args.quick else 100),
+        "instance": lambda: instance.run(WORK, repeats=max(repeats, 3)),
         "sensor": lambda: sensor.run(WORK, sizes["sensor"], repeats=max(repeats, 3)),
         "load": lambda: load.run(WORK, sizes["load"], repeats=repeats),
         "overhead": lambda: overhead.run(WORK, sizes["overhead"], repeats=repeats),

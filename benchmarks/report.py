@@ -118,6 +118,7 @@ def render(results: Mapping[str, Any]) -> str:
         ("sensor", _sensor),
         ("load", _load),
         ("planner", _planner),
+        ("instance", _instance),
     )
     for name, section in sections:
         if name in figures and "error" in figures[name]:
@@ -309,6 +310,30 @@ def _overhead(data: Mapping[str, Any], missed: list[str]) -> list[str]:
             f"`dbt build` against ≤ {target:.2f} — {row['ratio']['median'] / target - 1:.0%} "
             f"over.{fixed}"
         )
+    return lines
+
+
+def _instance(data: Mapping[str, Any], missed: list[str]) -> list[str]:
+    lines = [
+        "## 7. The instance: what one event costs, stock vs embedded vs PostgreSQL",
+        "",
+        f"A plain Dagster multi-asset shaped like the dbt op ({data['assets']:,} assets, "
+        f"{data['checks']:,} blocking checks), each storage in a fresh process and home "
+        "(`benchmarks/figures/instance.py`). *Planned at run creation*: "
+        "`instance.create_run_for_job`, one planned event per asset and check — what UI *From "
+        "failure* writes before the run is queued. *Per event*: "
+        f"{data['materializations']} materializations written one by one, as a run worker does.",
+        "",
+        "| storage | DAGSTER_EVENT_BATCH_SIZE | planned at run creation | per event | "
+        "planned events stored |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in data["rows"].values():
+        lines.append(
+            f"| {row['storage']} | {row['batch'] or 'unset'} | {fmt(row['create_run_s'], '.2f')} s "
+            f"| {row['ms_per_event']:.2f} ms | {row['planned_events_stored']:,} |"
+        )
+    lines.append("")
     return lines
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from orchestration.instance.config import event_log_storage_yaml
 from orchestration.settings import REPO_ROOT, load_settings
 from tests.postgres import (
     PostgresDatabase,
@@ -150,7 +151,9 @@ def make_pipeline(
         database = postgres.create_database("dagster")
         config += database.dagster_storage_yaml(STORAGE_PASSWORD_ENV)
         monkeypatch.setenv(STORAGE_PASSWORD_ENV, database.password)
-    elif storage != "sqlite":
+    elif storage == "sqlite":  # the embedded instance's own event log (make run / make dev)
+        config += event_log_storage_yaml(home)
+    else:
         raise ValueError(f"storage must be 'sqlite' or 'postgres', not {storage!r}")
     (home / "dagster.yaml").write_text(config)
     env = Pipeline(

@@ -24,9 +24,12 @@ if TYPE_CHECKING:
 
 
 def _dagster_home() -> Path:
+    """``DAGSTER_HOME`` (default ``.dagster_home/``), with the embedded instance's
+    ``dagster.yaml`` written if it has none (``orchestration.instance.config``)."""
+    from orchestration.instance.config import ensure_instance_config
+
     home = Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / ".dagster_home")
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
+    ensure_instance_config(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -185,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in {"run", "plan"}:
+    if args.command in {"run", "plan", "prepare"}:
         _dagster_home()
     try:
         return args.func(args)

@@ -19,6 +19,7 @@ import pytest
 from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.scheduler.instigation import InstigatorTick, TickStatus
 
+from orchestration.instance.config import default_instance_yaml
 from orchestration.settings import REPO_ROOT
 from tests.conftest import Pipeline, free_port
 
@@ -142,10 +143,9 @@ def _stop(process: subprocess.Popen) -> None:
 def start_services(pipeline: Pipeline) -> Iterator[DagsterServices]:
     """Webserver + daemon over ``pipeline``'s environment (os.environ at call time)."""
     port = free_port()
+    # The instance `make dev` writes (its queue, its event log), with telemetry off.
     (pipeline.dagster_home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\n"
-        "run_coordinator:\n  module: dagster._core.run_coordinator\n"
-        "  class: QueuedRunCoordinator\n"
+        "telemetry:\n  enabled: false\n" + default_instance_yaml(pipeline.dagster_home)
     )
     # Create the storage schema once, here: the webserver, the daemon and the code server
     # starting together on an empty DAGSTER_HOME race to migrate it (two alembic heads).

@@ -1,0 +1,1 @@
+"""The embedded Dagster instance: its default configuration and its SQLite event log."""
