@@ -1,0 +1,160 @@
+"""The embedded instance's defaults (``orchestration/instance/``) against Dagster's stock ones.
+
+``EmbeddedSqliteEventLogStorage`` must store exactly what the stock SQLite event log stores —
+the same events, asset records, check executions and run-status events — whether Dagster hands
+it events one by one or in batches (``DAGSTER_EVENT_BATCH_SIZE``). Both storages are real, side
+by side, fed the same run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    AssetMaterialization,
+    AssetSpec,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    Definitions,
+    RunStatusChangeRecordsFilter,
+    define_asset_job,
+    multi_asset,
+)
+from dagster._core.events import DagsterEvent, StepMaterializationData
+
+from orchestration.instance.config import (
+    default_instance_yaml,
+    ensure_instance_config,
+    event_log_storage_yaml,
+)
+from orchestration.instance.sqlite_event_log import EmbeddedSqliteEventLogStorage
+
+ASSETS = 30
+
+
+def test_the_default_config_is_written_once_and_never_over_a_users_file(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert ensure_instance_config(home)
+    written = (home / "dagster.yaml").read_text()
+    assert written == default_instance_yaml(home)
+    assert not ensure_instance_config(home)  # already there: left alone
+    (home / "dagster.yaml").write_text("")  # what `touch` in earlier versions left
+    assert ensure_instance_config(home)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    assert not ensure_instance_config(home)
+    assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_the_default_config_loads_the_embedded_event_log_and_a_fast_queue(tmp_path: Path) -> None:
+    ensure_instance_config(tmp_path)
+    config = yaml.safe_load((tmp_path / "dagster.yaml").read_text())
+    assert config["run_coordinator"]["config"]["dequeue_interval_seconds"] == 1
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert isinstance(instance.event_log_storage, EmbeddedSqliteEventLogStorage)
+        assert instance.run_coordinator.dequeue_interval_seconds == 1  # type: ignore[attr-defined]
+
+
+def _job() -> Any:
+    specs = [AssetSpec(f"m{i:03d}", deps=[f"m{i - 1:03d}"] if i else []) for i in range(ASSETS)]
+    checks = [AssetCheckSpec("not_null", asset=f"m{i:03d}", blocking=True) for i in range(0, 10)]
+
+    @multi_asset(specs=specs, check_specs=checks, can_subset=True, name="dbt_models")
+    def models():  # noqa: ANN202 -- never executed
+        return None
+
+    return Definitions(assets=[models], jobs=[define_asset_job("j")]).resolve_job_def("j")
+
+
+def _event(job: Any, kind: DagsterEventType, data: Any = None) -> DagsterEvent:
+    return DagsterEvent(
+        event_type_value=kind.value,
+        job_name=job.name,
+        step_key="dbt_models",
+        event_specific_data=data,
+    )
+
+
+def _feed(instance: DagsterInstance, job: Any) -> str:
+    """A run that plans everything, materializes half, fails a check, and fails."""
+    run = instance.create_run_for_job(job, status=DagsterRunStatus.NOT_STARTED)
+    instance.report_dagster_event(_event(job, DagsterEventType.RUN_START), run_id=run.run_id)
+    for i in range(ASSETS // 2):
+        mat = StepMaterializationData(AssetMaterialization(AssetKey(f"m{i:03d}")))
+        instance.report_dagster_event(
+            _event(job, DagsterEventType.ASSET_MATERIALIZATION, mat), run_id=run.run_id
+        )
+    evaluation = AssetCheckEvaluation(
+        asset_key=AssetKey("m000"),
+        check_name="not_null",
+        passed=False,
+        severity=AssetCheckSeverity.ERROR,
+        blocking=True,
+    )
+    instance.report_dagster_event(
+        _event(job, DagsterEventType.ASSET_CHECK_EVALUATION, evaluation), run_id=run.run_id
+    )
+    instance.report_run_failed(instance.get_run_by_id(run.run_id))
+    return run.run_id
+
+
+def _what_is_stored(instance: DagsterInstance, job: Any, run_id: str) -> dict[str, Any]:
+    keys = [AssetKey(f"m{i:03d}") for i in range(ASSETS)]
+    records = {
+        r.asset_entry.asset_key.to_user_string(): (
+            r.asset_entry.last_run_id == run_id,
+            r.asset_entry.last_materialization_record is not None,
+        )
+        for r in instance.get_asset_records(keys)
+    }
+    storage = instance.event_log_storage
+    checks = storage.get_latest_asset_check_execution_by_key(
+        list(job.asset_layer.asset_graph.asset_check_keys)
+    )
+    failures = storage.fetch_run_status_changes(
+        RunStatusChangeRecordsFilter(DagsterEventType.RUN_FAILURE), limit=10
+    ).records
+    return {
+        "events": sorted(
+            (entry.dagster_event_type.value, str(entry.dagster_event.asset_key))
+            for entry in instance.all_logs(run_id)
+            if entry.dagster_event is not None
+        ),
+        "records": records,
+        "checks": sorted((k.to_user_string(), v.status.value) for k, v in checks.items()),
+        "failed_runs": [record.event_log_entry.run_id == run_id for record in failures],
+        "latest_id_known": (storage.get_maximum_record_id() or 0) > 0,
+    }
+
+
+@pytest.mark.parametrize("batch", ["0", "1000"], ids=["one by one", "batched"])
+def test_the_embedded_event_log_stores_what_the_stock_one_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: str
+) -> None:
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch)
+    job = _job()
+    found = {}
+    for name, extra in (("stock", ""), ("embedded", None)):
+        home = tmp_path / name
+        home.mkdir()
+        body = event_log_storage_yaml(home) if extra is None else extra
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + body)
+        with DagsterInstance.from_config(str(home)) as instance:
+            run_id = _feed(instance, job)
+            found[name] = _what_is_stored(instance, job, run_id)
+    assert found["embedded"] == found["stock"]
+    # …and what is stored is the run: every asset planned, half materialized, one check failed.
+    stored = found["embedded"]
+    assert stored["records"]["m000"] == (True, True)
+    assert stored["records"][f"m{ASSETS - 1:03d}"] == (True, False)
+    statuses = dict(stored["checks"])
+    assert statuses.pop("m000:not_null") == "FAILED"
+    assert set(statuses.values()) == {"PLANNED"} and len(statuses) == 9
+    assert stored["failed_runs"] == [True]
