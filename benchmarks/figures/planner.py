@@ -31,7 +31,7 @@ from orchestration.recovery import (
     plan_run_chain,
 )
 
-TARGET_MS = 50.0
+TARGET_MS = 20.0
 FAILURES = 10
 PROJECT = "synthetic"
 
