@@ -124,6 +124,8 @@ class AssetGraph:
         rank = self._rank
         keys = set(keys)
         if keys <= rank.keys():
+            if 4 * len(keys) > len(rank):  # most of the graph: filter the whole order instead
+                return [key for key in rank if key in keys]
             return sorted(keys, key=rank.__getitem__)
         unknown = len(rank)  # keys the graph does not know go last, by name
         return sorted(keys, key=lambda key: (rank.get(key, unknown), key))
