@@ -10,13 +10,16 @@ Never part of ``make test``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from benchmarks import report
+from benchmarks.env import STORAGE_ENV
 from benchmarks.figures import instance, load, overhead, planner, recovery, sensor
 from benchmarks.timing import progress
 
@@ -64,16 +67,49 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--report-only", action="store_true", help="re-render RESULTS.md from --out and exit"
     )
+    parser.add_argument(
+        "--storage",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the Dagster instance's storage: the embedded SQLite one (default) or PostgreSQL "
+        "(a throwaway server from Debian's binaries, as the tests use); postgres results go to "
+        "results-postgres.json / RESULTS-postgres.md",
+    )
     args = parser.parse_args()
     # A quick run must never overwrite the real results the README points at.
     folder, prefix = (WORK, "quick-") if args.quick else (HERE, "")
-    args.out = args.out or folder / f"{prefix}results.json"
-    args.markdown = args.markdown or folder / f"{prefix}RESULTS.md"
+    suffix = "-postgres" if args.storage == "postgres" else ""
+    args.out = args.out or folder / f"{prefix}results{suffix}.json"
+    args.markdown = args.markdown or folder / f"{prefix}RESULTS{suffix}.md"
     return args
+
+
+@contextlib.contextmanager
+def dagster_storage(storage: str) -> Iterator[None]:
+    """Export the storage for every BenchEnv; for PostgreSQL, one server for the whole run."""
+    os.environ[STORAGE_ENV] = storage
+    if storage != "postgres":
+        yield
+        return
+    from tests.postgres import SERVER_URL_ENV, open_server, stop_server
+
+    server = open_server()
+    os.environ[SERVER_URL_ENV] = (
+        f"postgresql://{server.user}:{server.password}@{server.host}:{server.port}"
+    )
+    try:
+        yield
+    finally:
+        stop_server(server)
 
 
 def main() -> None:
     args = parse_args()
+    with dagster_storage(args.storage):
+        run_figures(args)
+
+
+def run_figures(args: argparse.Namespace) -> None:
     if args.report_only:
         args.markdown.write_text(report.render(json.loads(args.out.read_text())))
         return
@@ -115,6 +151,9 @@ def main() -> None:
         + ([f"--figures {args.figures}"] if set(selected) != set(FIGURES) else [])
     )
     results["meta"]["quick"] = args.quick
+    results["meta"]["storage"] = args.storage
+    if args.storage != "sqlite":
+        results["meta"]["command"] += f" --storage {args.storage}"
     for name in FIGURES:
         if name not in selected:
             continue

@@ -17,11 +17,12 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.timing import ProcessResult, run_process
+from orchestration.instance.config import event_log_storage_yaml
 from orchestration.settings import REPO_ROOT
 
 DBT_THREADS = 2
@@ -36,6 +37,34 @@ run_coordinator:
   module: dagster._core.run_coordinator
   class: DefaultRunCoordinator
 """
+STORAGE_ENV = "BENCH_DAGSTER_STORAGE"
+"""``sqlite`` (default: the embedded instance's event log, as ``make run`` writes it) or
+``postgres`` (a fresh database per environment on the server ``python -m benchmarks --storage
+postgres`` started, reached through ``tests.postgres.SERVER_URL_ENV``)."""
+PG_PASSWORD_ENV = "BENCH_DAGSTER_PG_PASSWORD"
+EVENT_BATCH_SIZE = "1000"
+"""What the Makefile exports as ``DAGSTER_EVENT_BATCH_SIZE`` (unless the caller set one)."""
+
+
+def storage_name() -> str:
+    storage = os.environ.get(STORAGE_ENV, "sqlite")
+    if storage not in {"sqlite", "postgres"}:
+        raise SystemExit(f"{STORAGE_ENV}={storage!r}: use sqlite or postgres")
+    return storage
+
+
+def instance_yaml(home: Path) -> tuple[str, dict[str, str]]:
+    """The bench instance's dagster.yaml and the environment it needs, for ``storage_name()``:
+    the product's storage (embedded SQLite event log, or PostgreSQL) with runs executed in the
+    launching process (``DefaultRunCoordinator``), as every figure times a run whole."""
+    if storage_name() == "sqlite":
+        return DAGSTER_YAML + event_log_storage_yaml(home), {}
+    from tests.postgres import open_server
+
+    database = open_server().create_database("bench")
+    return DAGSTER_YAML + database.dagster_storage_yaml(PG_PASSWORD_ENV), {
+        PG_PASSWORD_ENV: database.password
+    }
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,8 @@ def models_in(run_results: Mapping[str, Any] | None, *, executed_only: bool = Tr
 class BenchEnv:
     project: Path
     root: Path
+    instance_env: dict[str, str] = field(default_factory=dict)
+    """Set by ``reset``: what the instance's dagster.yaml reads from the environment."""
 
     def __post_init__(self) -> None:
         # DAGSTER_HOME must be absolute, and dbt runs with the project as its working folder.
@@ -133,6 +164,10 @@ class BenchEnv:
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DAGSTER_DISABLE_TELEMETRY": "1",
             "DO_NOT_TRACK": "1",
+            "DAGSTER_EVENT_BATCH_SIZE": os.environ.get(
+                "DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE
+            ),
+            **self.instance_env,
         }
         for name in ("DBT_TARGET", "DBT_TARGET_PATH", "DBT_LOG_PATH", "DBT_LOG_FORMAT"):
             env.pop(name, None)
@@ -145,7 +180,8 @@ class BenchEnv:
             shutil.rmtree(self.root)
         self.dagster_home.mkdir(parents=True)
         self.duckdb_path.parent.mkdir(exist_ok=True)
-        (self.dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+        text, self.instance_env = instance_yaml(self.dagster_home)
+        (self.dagster_home / "dagster.yaml").write_text(text)
         self.direct_target.mkdir()
         return self
 

@@ -84,6 +84,14 @@ def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def _storage_text(storage: str) -> str:
+    if storage == "postgres":
+        return "**PostgreSQL** storage (dagster-postgres, a local server from Debian's binaries)"
+    return (
+        "the **embedded SQLite** instance as `make run` writes it (`EmbeddedSqliteEventLogStorage`)"
+    )
+
+
 def render(results: Mapping[str, Any]) -> str:
     meta = results["meta"]
     figures = results.get("figures", {})
@@ -99,8 +107,10 @@ def render(results: Mapping[str, Any]) -> str:
         "- **Versions**: " + ", ".join(f"{name} {value}" for name, value in versions.items()),
         "- **Method**: synthetic dbt projects on DuckDB (`benchmarks/generate.py`: layered DAG, "
         "1–3 parents per model, heavy-tailed fan-out, tables, `not_null`/`unique` tests, the "
-        "fault hook), deterministic by seed; dbt with 2 threads; Dagster with a SQLite instance "
-        "in a fresh `DAGSTER_HOME`. Every process is timed whole (a run worker and a `dbt` "
+        "fault hook), deterministic by seed; dbt with 2 threads; Dagster in a fresh "
+        f"`DAGSTER_HOME` on {_storage_text(meta.get('storage', 'sqlite'))}, "
+        "`DAGSTER_EVENT_BATCH_SIZE=1000` as `make` exports it. Every process is timed whole "
+        "(a run worker and a `dbt` "
         "command both start cold). Cells read *median (min–max)* of the repeats; ratios are "
         "taken per repeat between measurements made side by side.",
         "",

@@ -39,7 +39,7 @@ from orchestration.settings import REPO_ROOT
 
 POSITIONS = ("roots", "middle", "leaves")
 UI_FROM_FAILURE_TAGS = {"dagster/is_resume_retry": "true"}
-TARGET_TIME_RATIO = 1.10
+TARGET_TIME_RATIO = 1.25
 
 
 @dataclass
