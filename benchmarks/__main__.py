@@ -68,6 +68,11 @@ def parse_args() -> argparse.Namespace:
         "--report-only", action="store_true", help="re-render RESULTS.md from --out and exit"
     )
     parser.add_argument(
+        "--positions",
+        type=lambda text: tuple(p for p in text.split(",") if p),
+        help=f"recovery failure positions (default {','.join(recovery.POSITIONS)})",
+    )
+    parser.add_argument(
         "--storage",
         choices=("sqlite", "postgres"),
         default="sqlite",
@@ -135,7 +140,7 @@ def run_figures(args: argparse.Namespace) -> None:
             sizes["recovery"],
             repeats=repeats,
             untagged_max_n=0 if args.quick else 100,
-            positions=("middle",) if args.quick else recovery.POSITIONS,
+            positions=args.positions or (("middle",) if args.quick else recovery.POSITIONS),
         ),
     }
     results: dict[str, Any] = {"figures": {}, "seconds": {}}
@@ -148,6 +153,7 @@ def run_figures(args: argparse.Namespace) -> None:
         + (["--quick"] if args.quick else [])
         + ([f"--sizes {','.join(map(str, args.sizes))}"] if args.sizes else [])
         + ([f"--repeats {args.repeats}"] if args.repeats else [])
+        + ([f"--positions {','.join(args.positions)}"] if args.positions else [])
         + ([f"--figures {args.figures}"] if set(selected) != set(FIGURES) else [])
     )
     results["meta"]["quick"] = args.quick
