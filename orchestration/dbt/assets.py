@@ -106,8 +106,8 @@ def build_dbt_assets(settings: Settings) -> Any:
             retry_from_run_id=config.retry_from_run_id,
             retry_from_artifacts=config.retry_from_artifacts,
         )
-        for line in choice.log_lines:
-            context.log.info(line)
+        if choice.log_lines:  # one event: each log line is a write to the event log
+            context.log.info("\n".join(choice.log_lines))
         if choice.selection.is_empty:
             context.log.info("Nothing to run: every selected dbt node already succeeded.")
         else:

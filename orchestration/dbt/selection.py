@@ -152,10 +152,26 @@ def read_location(
     return read_allowed(store, allowed), allowed.describe(store)
 
 
+PLAN_LOG_LINES = 200
+"""Rebuilt and kept assets listed each in the op's log (the rest counted): the plan is logged
+as one event, and a 10,000-line event helps nobody (``plan --run-id`` lists everything)."""
+
+
+def _capped(lines: list[str], what: str, plan: RetryPlan) -> list[str]:
+    if len(lines) <= PLAN_LOG_LINES:
+        return lines
+    more = len(lines) - PLAN_LOG_LINES
+    return lines[:PLAN_LOG_LINES] + [
+        f"  … and {more} more {what} (all of them: python -m orchestration plan --run-id "
+        f"{plan.parent_run_id})"
+    ]
+
+
 def _plan_lines(plan: RetryPlan, origin: str) -> list[str]:
     lines = [f"Recovery plan from {origin}: {plan.summary()}"]
-    lines += [f"  rebuild {a.key:<40} {a.reason.value:<18} {a.detail}" for a in plan.assets]
-    lines += [f"  keep    {c.key:<40} succeeded in run {c.run_id}" for c in plan.carried_over]
+    rebuilt = [f"  rebuild {a.key:<40} {a.reason.value:<18} {a.detail}" for a in plan.assets]
+    kept = [f"  keep    {c.key:<40} succeeded in run {c.run_id}" for c in plan.carried_over]
+    lines += _capped(rebuilt, "to rebuild", plan) + _capped(kept, "kept", plan)
     lines += [f"  WARNING {w}" for w in plan.warnings]
     if plan.unknown_nodes:
         lines.append(
