@@ -75,6 +75,18 @@ NOT_COMPARED = {
     "ORCHESTRATION_ARTIFACTS_EXTRA_LOCATIONS": "'empty', checked below",
     "ORCHESTRATION_ERROR_PATTERNS_FILE": "'built-in', checked below",
     "ORCHESTRATION_ALERT_WEBHOOK_URL": "'unset', checked below",
+    **{
+        name: "dbt Cloud is off unless configured, checked below"
+        for name in (
+            "DBT_CLOUD_ACCOUNT_ID",
+            "DBT_CLOUD_TOKEN",
+            "DBT_CLOUD_URL",
+            "DBT_CLOUD_PROJECT_ID",
+            "DBT_CLOUD_ENVIRONMENT_ID",
+            "DBT_CLOUD_JOB_ID",
+            "DBT_CLOUD_RUN_TIMEOUT_SECONDS",
+        )
+    },
 }
 
 
@@ -107,3 +119,4 @@ def test_the_documented_defaults_are_the_defaults_load_settings_uses() -> None:
     assert settings.artifacts_extra_locations == ()
     assert settings.error_patterns_file is None
     assert settings.alert_webhook_url is None
+    assert settings.dbt_cloud is None

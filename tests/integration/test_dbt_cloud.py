@@ -1,0 +1,132 @@
+"""dbt Cloud as the place dbt runs, recovered exactly like local dbt Core.
+
+The real dbt Cloud API cannot be reached from here, so each test starts a local fake of it
+on 127.0.0.1 (``tests/dbt_cloud_fake.py``) that runs real dbt on a copy of the project against
+the test's DuckDB file, so every ``run_results.json`` is genuine. Everything else is real:
+the Dagster instance (SQLite), the artifact store, the sensor, the re-executions. What a
+recovery rebuilt is asserted on its own stored run_results, against the manifest's
+downstream computed here (``tests/dbt_graph.py``), never by the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestration.artifacts.store import open_store, read_run_index
+from orchestration.settings import REPO_ROOT
+from tests.conftest import Pipeline, plan_json, reset_caches, statuses, stored_run_results
+from tests.dbt_cloud_fake import FakeDbtCloud
+from tests.dbt_graph import model_descendants
+
+pytestmark = pytest.mark.integration
+
+MIDDLE = "int_deals__converted"
+RESUME_RETRY_TAG = "dagster/is_resume_retry"
+
+
+@dataclass
+class Cloud:
+    fake: FakeDbtCloud
+    pipeline: Pipeline
+    project: Path
+
+
+def clear_cloud_caches() -> None:
+    from orchestration.dbt_cloud.workspace import build_workspace
+
+    build_workspace.cache_clear()
+    reset_caches()
+
+
+@pytest.fixture
+def cloud(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
+    """The fake dbt Cloud, the project copy it runs, and DBT_CLOUD_* pointing at it."""
+    project = pipeline.root / "cloud_project"
+    shutil.copytree(
+        REPO_ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs")
+    )
+    token = f"dbtc_secret-{uuid.uuid4().hex}"
+    fake = FakeDbtCloud(
+        project_dir=project,
+        workdir=pipeline.root / "cloud_runs",
+        duckdb_path=pipeline.duckdb_path,
+        token=token,
+    ).start()
+    monkeypatch.setenv("DBT_CLOUD_ACCOUNT_ID", str(fake.account_id))
+    monkeypatch.setenv("DBT_CLOUD_TOKEN", token)
+    monkeypatch.setenv("DBT_CLOUD_URL", fake.url)
+    monkeypatch.setenv("DBT_CLOUD_PROJECT_ID", str(fake.project_id))
+    monkeypatch.setenv("DBT_CLOUD_ENVIRONMENT_ID", str(fake.environment_id))
+    clear_cloud_caches()
+    try:
+        yield Cloud(fake, pipeline, project)
+    finally:
+        fake.stop()
+        clear_cloud_caches()
+
+
+def executed_models(pipeline: Pipeline, run_id: str) -> set[str]:
+    """Models dbt really ran in ``run_id``, from its stored run_results."""
+    results = stored_run_results(open_store(pipeline.artifacts_uri), run_id)
+    return {name for r in results for name, status in statuses(r).items() if status != "skipped"}
+
+
+def assert_token_nowhere(cloud: Cloud) -> None:
+    """The token reached the fake's Authorization headers — and nothing Dagster or the
+    artifact store keeps: run config, tags, event log, logs, snapshots, artifacts."""
+    token = cloud.fake.token
+    assert cloud.fake.requests and all(
+        r.authorization == f"Token {token}" for r in cloud.fake.requests
+    )
+    with cloud.pipeline.instance() as instance:
+        for record in instance.get_run_records():
+            run = record.dagster_run
+            assert token not in json.dumps(run.run_config, default=str)
+            assert token not in json.dumps(dict(run.tags))
+            assert not any(token in (e.message or "") for e in instance.all_logs(run.run_id))
+    for folder in (cloud.pipeline.dagster_home, Path(cloud.pipeline.artifacts_uri)):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert token.encode() not in path.read_bytes(), path
+
+
+def test_a_failed_cloud_job_is_stored_explained_and_retried_by_the_sensor(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_retry_sensor import SensorDriver, execute_retry, selected
+
+    monkeypatch.setenv("ORCHESTRATION_RETRY_BACKOFF_SECONDS", "0")
+    pipeline = cloud.pipeline
+    pipeline.faults().inject(MIDDLE, times=1)
+    failed = pipeline.run_job("daily_pipeline")
+    assert not failed.success
+    needed = {MIDDLE} | model_descendants(MIDDLE)
+
+    # The dbt Cloud run's artifacts are stored under the Dagster run id, like a local run's.
+    store = open_store(pipeline.artifacts_uri)
+    [record] = read_run_index(store, failed.run_id).invocations
+    assert {"run_results.json", "manifest.json", "dbt_cloud_run.json"} <= set(record.files)
+    [results] = stored_run_results(store, failed.run_id)
+    assert statuses(results)[MIDDLE] == "error"
+    assert {m for m, s in statuses(results).items() if s == "skipped"} == needed - {MIDDLE}
+
+    plan = plan_json(failed.run_id)
+    reasons = {a["key"]: a["reason"] for a in plan["assets"]}
+    assert set(reasons) == needed | {"revenue_report"}
+    assert reasons[MIDDLE] == "errored"
+
+    driver = SensorDriver(pipeline)
+    [request] = driver.tick().run_requests
+    assert selected(request) == needed | {"revenue_report"}
+    retry = execute_retry(pipeline, request)
+    assert retry.success
+    assert executed_models(pipeline, retry.run_id) == needed
+    assert driver.tick().run_requests == []
+    assert_token_nowhere(cloud)
