@@ -86,7 +86,9 @@ def start_run(
     job's repository, so there is no generated selectors.yml to point it at."""
     assert settings.dbt_cloud is not None
     workspace = build_workspace(settings.dbt_cloud)
-    rerun = rerun_handler(context, workspace, store, manifest, choice.selection)
+    dbt_vars = FaultStore.from_settings(settings).dbt_vars()
+    flags = {"vars": dbt_vars, "full_refresh": config.full_refresh, "fail_fast": config.fail_fast}
+    rerun = rerun_handler(context, workspace, store, manifest, choice.selection, flags)
     if rerun is not None:
         handler, why = rerun
         context.log.info(why)
@@ -98,7 +100,7 @@ def start_run(
         threshold=sys.maxsize,
         full_refresh=config.full_refresh,
         fail_fast=config.fail_fast,
-        dbt_vars=FaultStore.from_settings(settings).dbt_vars(),
+        dbt_vars=dbt_vars,
     )
     job_id = settings.dbt_cloud.job_id or workspace.get_or_fetch_workspace_data().adhoc_job_ids[0]
     handler = DbtCloudJobRunHandler.run(job_id=job_id, args=args, client=workspace.get_client())

@@ -64,6 +64,12 @@ def cloud(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud
     monkeypatch.setenv("DBT_CLOUD_URL", fake.url)
     monkeypatch.setenv("DBT_CLOUD_PROJECT_ID", str(fake.project_id))
     monkeypatch.setenv("DBT_CLOUD_ENVIRONMENT_ID", str(fake.environment_id))
+    # Dagster keeps the last code load's context (with the dbt Cloud state fetched then) in
+    # a process-wide singleton; a run worker reuses it. Each test has its own fake dbt Cloud,
+    # so none may see an earlier test's state.
+    from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext
+
+    monkeypatch.setattr(DefinitionsLoadContext, "_instance", None)
     clear_cloud_caches()
     try:
         yield Cloud(fake, pipeline, project)
@@ -130,3 +136,80 @@ def test_a_failed_cloud_job_is_stored_explained_and_retried_by_the_sensor(
     assert executed_models(pipeline, retry.run_id) == needed
     assert driver.tick().run_requests == []
     assert_token_nowhere(cloud)
+
+
+def reexecute_from_asset_failure(pipeline: Pipeline, parent_run_id: str) -> object:
+    """*From asset failure* as the README gives it from Python: Dagster's own key set."""
+    from dagster import execute_job
+    from dagster._core.definitions.reconstruct import build_reconstructable_job
+
+    job = build_reconstructable_job(
+        "orchestration.definitions", "job_by_name", reconstructable_args=("daily_pipeline",)
+    )
+    with pipeline.instance() as instance:
+        run = instance.get_run_by_id(parent_run_id)
+        snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        keys, _ = instance.run_domain.get_keys_to_reexecute(parent_run_id, snapshot)
+        return execute_job(
+            job,
+            instance=instance,
+            asset_selection=list(keys),
+            tags={
+                "dagster/parent_run_id": parent_run_id,
+                "dagster/root_run_id": parent_run_id,
+                "dagster/is_asset_resume_retry": "true",
+            },
+            raise_on_error=False,
+        )
+
+
+def test_ui_from_failure_and_from_asset_failure_rerun_only_the_failed_nodes(
+    cloud: Cloud,
+) -> None:
+    pipeline = cloud.pipeline
+    pipeline.faults().inject(MIDDLE)  # permanent: the sensor would give up; people recover
+    failed = pipeline.run_job("daily_pipeline")
+    assert not failed.success
+    pipeline.faults().clear()
+    needed = {MIDDLE} | model_descendants(MIDDLE)
+
+    from_failure = pipeline.reexecute(failed.run_id)
+    assert from_failure.success
+    assert executed_models(pipeline, from_failure.run_id) == needed
+
+    from_asset_failure = reexecute_from_asset_failure(pipeline, failed.run_id)
+    assert from_asset_failure.success
+    assert executed_models(pipeline, from_asset_failure.run_id) == needed
+    # The failed run's flags (the fault in --vars) are not this run's: no rerun, which
+    # would replay them. Every dbt Cloud run was a triggered one.
+    assert ("POST", "/api/v2/accounts/{id}/jobs/{id}/rerun/") not in cloud.fake.endpoints()
+
+
+GATE_TABLE = "main.cloud_gate"
+
+
+def test_from_failure_uses_dbt_clouds_rerun_when_it_runs_exactly_the_plan(cloud: Cloud) -> None:
+    """A model fails on something outside the code and the flags (a table its pre-hook reads
+    is missing); once it exists, *From failure* restarts the dbt Cloud run from its point of
+    failure, which re-runs exactly the failed model and what it skipped."""
+    model = cloud.project / "models" / "intermediate" / f"{MIDDLE}.sql"
+    model.write_text(
+        f"{{{{ config(pre_hook='select * from {GATE_TABLE}') }}}}\n" + model.read_text()
+    )
+    pipeline = cloud.pipeline
+    failed = pipeline.run_job("daily_pipeline")
+    assert not failed.success
+    needed = {MIDDLE} | model_descendants(MIDDLE)
+    assert plan_json(failed.run_id)["assets"]  # explained like a local failure
+
+    import duckdb
+
+    with duckdb.connect(str(pipeline.duckdb_path)) as connection:
+        connection.execute(f"create table {GATE_TABLE} as select 1 as open")
+    recovery = pipeline.reexecute(failed.run_id)
+    assert recovery.success
+    assert ("POST", "/api/v2/accounts/{id}/jobs/{id}/rerun/") in cloud.fake.endpoints()
+    [record] = read_run_index(open_store(pipeline.artifacts_uri), recovery.run_id).invocations
+    assert record.command == "retry"
+    assert cloud.fake.runs[max(cloud.fake.runs)].steps == ["dbt retry"]
+    assert executed_models(pipeline, recovery.run_id) == needed
