@@ -19,7 +19,7 @@ against the test's DuckDB file, in its own target folder, so ``run_results.json`
 ``manifest.json`` are genuine. dbt sees ``DBT_CLOUD_RUN_ID`` in its metadata env as on dbt
 Cloud. Every request is recorded (method, path, Authorization header) so tests can assert which
 endpoints were used and that the token travelled only there. ``hold_runs`` keeps new runs
-``running`` without starting dbt, for timeouts and cancellation.
+``running`` without starting dbt, for timeouts; ``cancel_held_runs`` cancels them instead.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ HUMANIZED = {
     CANCELLED: "Cancelled",
 }
 TERMINAL = {SUCCESS, ERROR, CANCELLED}
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 @dataclass
@@ -99,9 +100,13 @@ class FakeDbtCloud:
         self.runs: dict[int, FakeRun] = {}
         self.requests: list[Request] = []
         self.hold_runs = False
+        self.cancel_held_runs = False
+        """With ``hold_runs``: the first poll of a held run finds it cancelled, as when
+        someone cancels it in dbt Cloud's UI."""
         self._lock = threading.Lock()
         self._next_id = 100
         self._server: ThreadingHTTPServer | None = None
+        self._partial_parse: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -205,6 +210,8 @@ class FakeDbtCloud:
         if parts[0] == "runs" and len(parts) >= 2:
             run = self.runs[int(parts[1])]
             if len(parts) == 2 and method == "GET":
+                if self.cancel_held_runs and run.process is None and run.status == RUNNING:
+                    self._finish(run, CANCELLED)
                 related = query.get("include_related", "")
                 return 200, self._details(run, steps="run_steps" in related)
             if parts[2:] == ["cancel"] and method == "POST":
@@ -244,6 +251,9 @@ class FakeDbtCloud:
             run = FakeRun(run_id, job_id, list(steps), self.workdir / f"run-{run_id}")
             self.runs[run_id] = run
         run.target.mkdir(parents=True)
+        if self._partial_parse is not None and self._partial_parse.is_file():
+            # Like dbt Cloud's partial parsing between runs: dbt re-parses changed files only.
+            (run.target / PARTIAL_PARSE).write_bytes(self._partial_parse.read_bytes())
         if retry_of is not None:  # dbt retry reads the failed run's artifacts as its --state
             run.state = self.workdir / f"run-{run_id}-state"
             run.state.mkdir()
@@ -302,6 +312,8 @@ class FakeDbtCloud:
         self._finish(run, SUCCESS)
 
     def _finish(self, run: FakeRun, status: int) -> None:
+        if (run.target / PARTIAL_PARSE).is_file():
+            self._partial_parse = run.target / PARTIAL_PARSE
         run.finished_at = datetime.now(UTC).isoformat()
         run.status = status
 

@@ -42,6 +42,13 @@ _STATUS_WORDS = {
     DbtCloudJobRunStatusType.CANCELLED: "cancelled",
 }
 
+_ENDED = {
+    "error": "ended in error",
+    "cancelled": "was cancelled",
+    "timed out": "timed out after {timeout:g} s (DBT_CLOUD_RUN_TIMEOUT_SECONDS) and was "
+    "cancelled on dbt Cloud",
+}
+
 
 @dataclass
 class CloudOutcome:
@@ -86,9 +93,12 @@ def stream_cloud_run(
         _finish(context, handler, outcome, settings, manifest, store, command)
     if outcome.status != "success":
         missing = "" if outcome.run_results else "; it left no run_results.json"
+        ended = _ENDED.get(outcome.status, f"ended {outcome.status}").format(
+            timeout=settings.dbt_cloud.run_timeout_seconds
+        )
         raise Failure(
-            f"dbt Cloud run {outcome.run_id} of job {outcome.job_id} ended {outcome.status}"
-            f"{missing}. See {outcome.href or 'the run in dbt Cloud'}; "
+            f"dbt Cloud run {outcome.run_id} of job {outcome.job_id} {ended}{missing}. "
+            f"See {outcome.href or 'the run in dbt Cloud'}; "
             f"`python -m orchestration plan --run-id {context.run.run_id}` shows what a "
             "recovery re-runs.",
             metadata={"dbt_cloud_run_id": outcome.run_id, "dbt_cloud_status": outcome.status},

@@ -16,17 +16,24 @@ from dagster_dbt.cloud_v2.resources import DbtCloudCredentials, DbtCloudWorkspac
 from orchestration.settings import DbtCloudSettings, Settings
 
 
-@functools.cache
 def build_workspace(cloud: DbtCloudSettings) -> DbtCloudWorkspace:
-    """One workspace per configuration and process: dagster-dbt caches the fetched
+    """One workspace per dbt Cloud environment and process: dagster-dbt caches the fetched
     workspace data (the manifest of a ``dbt parse`` run on dbt Cloud) on the object, so the
-    op, the plan CLI and the Definitions share one parse."""
+    Definitions, the op and the plan CLI share one parse. Keyed by what identifies the
+    environment only: a run's other settings (timeout, job) must not cause a second parse."""
+    return _workspace(
+        cloud.account_id, cloud.token, cloud.url, cloud.project_id, cloud.environment_id
+    )
+
+
+@functools.cache
+def _workspace(
+    account_id: int, token: str, url: str, project_id: int, environment_id: int
+) -> DbtCloudWorkspace:
     return DbtCloudWorkspace(
-        credentials=DbtCloudCredentials(
-            account_id=cloud.account_id, token=cloud.token, access_url=cloud.url
-        ),
-        project_id=cloud.project_id,
-        environment_id=cloud.environment_id,
+        credentials=DbtCloudCredentials(account_id=account_id, token=token, access_url=url),
+        project_id=project_id,
+        environment_id=environment_id,
     )
 
 

@@ -22,8 +22,8 @@ import pytest
 from orchestration.artifacts.store import open_store, read_run_index
 from orchestration.settings import REPO_ROOT
 from tests.conftest import Pipeline, plan_json, reset_caches, statuses, stored_run_results
-from tests.dbt_cloud_fake import FakeDbtCloud
-from tests.dbt_graph import model_descendants
+from tests.dbt_cloud_fake import CANCELLED, FakeDbtCloud
+from tests.dbt_graph import all_models, model_descendants
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +39,9 @@ class Cloud:
 
 
 def clear_cloud_caches() -> None:
-    from orchestration.dbt_cloud.workspace import build_workspace
+    from orchestration.dbt_cloud.workspace import _workspace
 
-    build_workspace.cache_clear()
+    _workspace.cache_clear()
     reset_caches()
 
 
@@ -163,35 +163,18 @@ def reexecute_from_asset_failure(pipeline: Pipeline, parent_run_id: str) -> obje
         )
 
 
+GATE_TABLE = "main.cloud_gate"
+RERUN = ("POST", "/api/v2/accounts/{id}/jobs/{id}/rerun/")
+
+
 def test_ui_from_failure_and_from_asset_failure_rerun_only_the_failed_nodes(
     cloud: Cloud,
 ) -> None:
-    pipeline = cloud.pipeline
-    pipeline.faults().inject(MIDDLE)  # permanent: the sensor would give up; people recover
-    failed = pipeline.run_job("daily_pipeline")
-    assert not failed.success
-    pipeline.faults().clear()
-    needed = {MIDDLE} | model_descendants(MIDDLE)
-
-    from_failure = pipeline.reexecute(failed.run_id)
-    assert from_failure.success
-    assert executed_models(pipeline, from_failure.run_id) == needed
-
-    from_asset_failure = reexecute_from_asset_failure(pipeline, failed.run_id)
-    assert from_asset_failure.success
-    assert executed_models(pipeline, from_asset_failure.run_id) == needed
-    # The failed run's flags (the fault in --vars) are not this run's: no rerun, which
-    # would replay them. Every dbt Cloud run was a triggered one.
-    assert ("POST", "/api/v2/accounts/{id}/jobs/{id}/rerun/") not in cloud.fake.endpoints()
-
-
-GATE_TABLE = "main.cloud_gate"
-
-
-def test_from_failure_uses_dbt_clouds_rerun_when_it_runs_exactly_the_plan(cloud: Cloud) -> None:
     """A model fails on something outside the code and the flags (a table its pre-hook reads
-    is missing); once it exists, *From failure* restarts the dbt Cloud run from its point of
-    failure, which re-runs exactly the failed model and what it skipped."""
+    is missing). Once it exists, *From failure* restarts the dbt Cloud run from its point of
+    failure (dbt retry runs exactly the plan there); *From asset failure* of the same failed
+    run cannot (a rerun restarts only the job's latest run, now the first recovery), so it
+    triggers a run of exactly the planned nodes. Both re-run only the failed nodes."""
     model = cloud.project / "models" / "intermediate" / f"{MIDDLE}.sql"
     model.write_text(
         f"{{{{ config(pre_hook='select * from {GATE_TABLE}') }}}}\n" + model.read_text()
@@ -200,16 +183,60 @@ def test_from_failure_uses_dbt_clouds_rerun_when_it_runs_exactly_the_plan(cloud:
     failed = pipeline.run_job("daily_pipeline")
     assert not failed.success
     needed = {MIDDLE} | model_descendants(MIDDLE)
-    assert plan_json(failed.run_id)["assets"]  # explained like a local failure
+    reasons = {a["key"]: a["reason"] for a in plan_json(failed.run_id)["assets"]}
+    assert reasons == {MIDDLE: "errored"} | {
+        key: "upstream_failed" for key in (needed - {MIDDLE}) | {"revenue_report"}
+    }
 
     import duckdb
 
     with duckdb.connect(str(pipeline.duckdb_path)) as connection:
         connection.execute(f"create table {GATE_TABLE} as select 1 as open")
-    recovery = pipeline.reexecute(failed.run_id)
-    assert recovery.success
-    assert ("POST", "/api/v2/accounts/{id}/jobs/{id}/rerun/") in cloud.fake.endpoints()
-    [record] = read_run_index(open_store(pipeline.artifacts_uri), recovery.run_id).invocations
+    from_failure = pipeline.reexecute(failed.run_id)
+    assert from_failure.success
+    assert RERUN in cloud.fake.endpoints()
+    store = open_store(pipeline.artifacts_uri)
+    [record] = read_run_index(store, from_failure.run_id).invocations
     assert record.command == "retry"
     assert cloud.fake.runs[max(cloud.fake.runs)].steps == ["dbt retry"]
-    assert executed_models(pipeline, recovery.run_id) == needed
+    assert executed_models(pipeline, from_failure.run_id) == needed
+
+    reruns = [r for r in cloud.fake.requests if r.path.endswith("/rerun/")]
+    from_asset_failure = reexecute_from_asset_failure(pipeline, failed.run_id)
+    assert from_asset_failure.success
+    assert [r for r in cloud.fake.requests if r.path.endswith("/rerun/")] == reruns
+    assert cloud.fake.runs[max(cloud.fake.runs)].steps[0].startswith("dbt build --select")
+    assert executed_models(pipeline, from_asset_failure.run_id) == needed
+
+
+def test_a_timed_out_or_cancelled_cloud_run_is_recovered_like_a_killed_run(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No dbt runs here: the fake holds every run. One is still running at the timeout (we
+    cancel it on dbt Cloud), one is cancelled in dbt Cloud; neither leaves run_results.json,
+    so nothing without a materialization counts as done, as after a killed local dbt."""
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions()  # the code load runs `dbt parse` on dbt Cloud: not held
+    kinds = {kind for spec in defs.resolve_all_asset_specs() for kind in spec.kinds}
+    assert "dbtcloud" in kinds
+    monkeypatch.setenv("DBT_CLOUD_RUN_TIMEOUT_SECONDS", "2")
+    cloud.fake.hold_runs = True
+    pipeline = cloud.pipeline
+    timed_out = pipeline.run_job("daily_pipeline")
+    cloud.fake.cancel_held_runs = True
+    cancelled = pipeline.run_job("daily_pipeline")
+    assert not timed_out.success and not cancelled.success
+
+    builds = [r for r in cloud.fake.runs.values() if r.steps[0].startswith("dbt build")]
+    assert [r.status for r in builds] == [CANCELLED, CANCELLED]
+    cancels = [r.path for r in cloud.fake.requests if "/cancel" in r.path]
+    assert cancels == [f"/api/v2/accounts/{cloud.fake.account_id}/runs/{builds[0].id}/cancel"]
+    store = open_store(pipeline.artifacts_uri)
+    for run in (timed_out, cancelled):
+        [record] = read_run_index(store, run.run_id).invocations
+        assert "run_results.json" not in record.files and "dbt_cloud_run.json" in record.files
+        plan = plan_json(run.run_id)
+        assert {a["key"] for a in plan["assets"]} == all_models() | {"revenue_report"}
+    [failure] = timed_out.get_step_failure_events()
+    assert "timed out after 2 s" in failure.event_specific_data.error.message
