@@ -240,3 +240,17 @@ def test_a_timed_out_or_cancelled_cloud_run_is_recovered_like_a_killed_run(
         assert {a["key"] for a in plan["assets"]} == all_models() | {"revenue_report"}
     [failure] = timed_out.get_step_failure_events()
     assert "timed out after 2 s" in failure.event_specific_data.error.message
+
+
+def test_with_dbt_cloud_unset_nothing_of_it_is_defined(pipeline: Pipeline) -> None:
+    """Regression guard for the default: no DBT_CLOUD_* → the local dbt op, no dbt Cloud
+    asset, no dbt Cloud metadata (the set case is asserted where the fake runs)."""
+    from orchestration.definitions import build_definitions
+
+    reset_caches()
+    specs = build_definitions().resolve_all_asset_specs()
+    assert not any("dbtcloud" in spec.kinds for spec in specs)
+    assert any("dbt" in spec.kinds for spec in specs)
+    assert not any(
+        str(key).startswith("dagster-dbt/cloud") for spec in specs for key in spec.metadata
+    )
