@@ -80,10 +80,10 @@ def start_run(
     choice: SelectionChoice,
     config: DbtBuildConfig,
 ) -> tuple[DbtCloudJobRunHandler, str, str]:
-    """(handler, the dbt command it runs, a line for the log)."""
-    """Rerun the failed dbt Cloud run where that runs exactly the plan, else trigger the job
-    with the chosen nodes. The selection always goes on the command line: dbt Cloud runs the
-    job's repository, so there is no generated selectors.yml to point it at."""
+    """(handler, the dbt command it runs, a line for the log): the rerun of the failed dbt
+    Cloud run where that runs exactly the plan, else the job triggered with the chosen
+    nodes. The selection always goes on the command line: dbt Cloud runs the job's own
+    checkout, so there is no generated selectors.yml to point it at."""
     assert settings.dbt_cloud is not None
     workspace = build_workspace(settings.dbt_cloud)
     dbt_vars = FaultStore.from_settings(settings).dbt_vars()

@@ -96,6 +96,7 @@ def rerun_handler(
         },
         cloud_status=str(identity.get("status")),
         is_latest_run_of_job=latest_run_id(client, job_id) == cloud_run_id,
+        # run_results records an unset flag as None (vars as {}): compare as "empty".
         same_flags=all((args.get(name) or type(value)()) == value for name, value in flags.items()),
     )
     if not decision.use_rerun:

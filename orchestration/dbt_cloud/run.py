@@ -1,4 +1,4 @@
-"""One dbt Cloud run of the dbt op: trigger (or rerun), poll, events, artifacts.
+"""One dbt Cloud run of the dbt op, once started (triggered or rerun): poll, events, artifacts.
 
 Triggering, polling, artifact downloads and the translation of ``run_results.json`` into
 Dagster events are dagster-dbt's (``DbtCloudJobRunHandler``, ``DbtCloudJobRunResults``); this
