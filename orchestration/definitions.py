@@ -9,7 +9,8 @@ from dagster import AssetKey, Definitions, in_process_executor
 
 from orchestration.dbt.assets import DBT_OP_NAME, build_dbt_assets, stage_plan
 from orchestration.dbt.freshness import build_freshness_checks
-from orchestration.dbt_cloud.workspace import backend_manifest
+from orchestration.dbt.project import load_manifest
+from orchestration.dbt_cloud.workspace import assets_manifest
 from orchestration.ingest.assets import build_ingest_assets
 from orchestration.jobs import build_jobs
 from orchestration.reports.assets import build_report_asset
@@ -39,9 +40,10 @@ def _build_definitions() -> Definitions:
         from orchestration.dbt_cloud.assets import build_dbt_cloud_assets
 
         dbt_assets_def = build_dbt_cloud_assets(settings)
+        manifest = assets_manifest(dbt_assets_def)
     else:
         dbt_assets_def = build_dbt_assets(settings)
-    manifest = backend_manifest(settings)
+        manifest = load_manifest(settings)
     source_keys = {
         AssetKey([source["source_name"], source["name"]])
         for source in manifest.get("sources", {}).values()

@@ -62,7 +62,7 @@ def compute_plan(run_id: str) -> RetryPlan:
             instance,
             run_id,
             asset_graph=defs.resolve_asset_graph(),
-            index=dbt_node_index(backend_manifest(settings), translator()),
+            index=dbt_node_index(backend_manifest(settings, defs), translator()),
             store=store,
         )
 

@@ -23,7 +23,7 @@ from orchestration.dbt.assets import DBT_OP_NAME, DbtBuildConfig, run_recovery_a
 from orchestration.dbt.selection import SelectionChoice
 from orchestration.dbt_cloud.rerun import rerun_handler
 from orchestration.dbt_cloud.run import stream_cloud_run
-from orchestration.dbt_cloud.workspace import build_workspace, cloud_manifest
+from orchestration.dbt_cloud.workspace import adhoc_job_id, assets_manifest, build_workspace
 from orchestration.faults.store import FaultStore
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import Settings, load_settings
@@ -49,7 +49,7 @@ def build_dbt_cloud_assets(settings: Settings) -> Any:
                 "This code location runs dbt on dbt Cloud, but DBT_CLOUD_* is not set in the "
                 "run worker's environment; set it where the run worker starts."
             )
-        manifest = cloud_manifest(run_settings.dbt_cloud)
+        manifest = assets_manifest(context.assets_def)
         store = artifacts.open()
 
         def execute(choice: SelectionChoice) -> Iterator[Any]:
@@ -102,6 +102,6 @@ def start_run(
         fail_fast=config.fail_fast,
         dbt_vars=dbt_vars,
     )
-    job_id = settings.dbt_cloud.job_id or workspace.get_or_fetch_workspace_data().adhoc_job_ids[0]
+    job_id = settings.dbt_cloud.job_id or adhoc_job_id(workspace)
     handler = DbtCloudJobRunHandler.run(job_id=job_id, args=args, client=workspace.get_client())
     return handler, "build", " ".join(shlex.quote(a) for a in ["dbt", *args])

@@ -136,6 +136,8 @@ def test_a_failed_cloud_job_is_stored_explained_and_retried_by_the_sensor(
     assert executed_models(pipeline, retry.run_id) == needed
     assert driver.tick().run_requests == []
     assert_token_nowhere(cloud)
+    # One `dbt parse` on dbt Cloud for the code location; runs and the sensor reuse it.
+    assert [run.steps for run in cloud.fake.runs.values()].count(["dbt parse"]) == 1
 
 
 def reexecute_from_asset_failure(pipeline: Pipeline, parent_run_id: str) -> object:
