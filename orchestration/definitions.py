@@ -10,6 +10,7 @@ from dagster import AssetKey, Definitions, in_process_executor
 from orchestration.dbt.assets import DBT_OP_NAME, build_dbt_assets, stage_plan
 from orchestration.dbt.freshness import build_freshness_checks
 from orchestration.dbt.project import load_manifest
+from orchestration.dbt_cloud.workspace import assets_manifest
 from orchestration.ingest.assets import build_ingest_assets
 from orchestration.jobs import build_jobs
 from orchestration.reports.assets import build_report_asset
@@ -34,8 +35,15 @@ def build_definitions() -> Definitions:
 
 def _build_definitions() -> Definitions:
     settings = load_settings()
-    manifest = load_manifest(settings)
-    dbt_assets_def = build_dbt_assets(settings)
+    if settings.dbt_cloud is not None:
+        # dbt runs on dbt Cloud: the assets come from the manifest dbt Cloud parsed.
+        from orchestration.dbt_cloud.assets import build_dbt_cloud_assets
+
+        dbt_assets_def = build_dbt_cloud_assets(settings)
+        manifest = assets_manifest(dbt_assets_def)
+    else:
+        dbt_assets_def = build_dbt_assets(settings)
+        manifest = load_manifest(settings)
     source_keys = {
         AssetKey([source["source_name"], source["name"]])
         for source in manifest.get("sources", {}).values()
@@ -51,7 +59,8 @@ def _build_definitions() -> Definitions:
     defs = Definitions(
         assets=[*ingest, dbt_assets_def, *([report] if report else [])],
         asset_checks=build_freshness_checks(manifest, ingested)
-        if settings.source_freshness
+        # `dbt source freshness` runs local dbt: not where dbt runs on dbt Cloud.
+        if settings.source_freshness and settings.dbt_cloud is None
         else [],
         jobs=build_jobs(settings),
         schedules=build_schedules(settings),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration.errors import ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_CLOUD_DEFAULT_URL = "https://cloud.getdbt.com"
 
 # name → (default shown in the README, description). The README's configuration table is
 # checked against this mapping by a test, so the docs cannot drift from the code.
@@ -73,7 +74,34 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "ORCHESTRATION_RETRY_UNKNOWN_ERRORS": ("0", "1 = also retry unclassified errors"),
     "ORCHESTRATION_ERROR_PATTERNS_FILE": ("built-in", "JSON file replacing the error patterns"),
     "ORCHESTRATION_ALERT_WEBHOOK_URL": ("unset", "Slack-compatible webhook for give-ups"),
+    "DBT_CLOUD_ACCOUNT_ID": ("unset", "set = dbt runs on dbt Cloud (see the dbt Cloud section)"),
+    "DBT_CLOUD_TOKEN": ("unset", "dbt Cloud API token; environment only, never in run config"),
+    "DBT_CLOUD_URL": (DBT_CLOUD_DEFAULT_URL, "dbt Cloud base URL (single-tenant hosts too)"),
+    "DBT_CLOUD_PROJECT_ID": ("unset", "dbt Cloud project the assets come from"),
+    "DBT_CLOUD_ENVIRONMENT_ID": ("unset", "dbt Cloud environment the runs use"),
+    "DBT_CLOUD_JOB_ID": (
+        "dagster-dbt's ad hoc job",
+        "dbt Cloud job the dbt op triggers (its steps replaced by the planned selection)",
+    ),
+    "DBT_CLOUD_RUN_TIMEOUT_SECONDS": (
+        "3600",
+        "a dbt Cloud run not finished by then is cancelled (recovered like a killed run)",
+    ),
 }
+
+
+@dataclass(frozen=True)
+class DbtCloudSettings:
+    """Where dbt runs when it runs on dbt Cloud. The token is kept out of ``repr`` so that
+    no log line or error message that prints settings can carry it."""
+
+    account_id: int
+    token: str = field(repr=False)
+    url: str
+    project_id: int
+    environment_id: int
+    job_id: int | None
+    run_timeout_seconds: float
 
 
 @dataclass(frozen=True)
@@ -110,6 +138,8 @@ class Settings:
     retry_unknown_errors: bool
     error_patterns_file: Path | None
     alert_webhook_url: str | None
+    dbt_cloud: DbtCloudSettings | None = None
+    """None = dbt runs locally (dbt Core); set = the dbt op runs on dbt Cloud."""
 
     @property
     def artifacts_on_s3(self) -> bool:
@@ -224,4 +254,38 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_unknown_errors=_bool(env, "ORCHESTRATION_RETRY_UNKNOWN_ERRORS", False),
         error_patterns_file=Path(patterns_file) if patterns_file else None,
         alert_webhook_url=env.get("ORCHESTRATION_ALERT_WEBHOOK_URL") or None,
+        dbt_cloud=_dbt_cloud(env),
+    )
+
+
+_DBT_CLOUD_REQUIRED = (
+    "DBT_CLOUD_ACCOUNT_ID",
+    "DBT_CLOUD_TOKEN",
+    "DBT_CLOUD_PROJECT_ID",
+    "DBT_CLOUD_ENVIRONMENT_ID",
+)
+
+
+def _dbt_cloud(env: Mapping[str, str]) -> DbtCloudSettings | None:
+    """dbt Cloud is on when any of its ids or the token is set; then all four are needed.
+    Half a configuration is an error, not a silent fallback to local dbt: a team that set
+    the token expects its runs on dbt Cloud."""
+    present = [name for name in _DBT_CLOUD_REQUIRED if env.get(name)]
+    if not present:
+        return None
+    missing = [name for name in _DBT_CLOUD_REQUIRED if not env.get(name)]
+    if missing:
+        raise ConfigurationError(
+            f"dbt Cloud is half configured: {', '.join(present)} set, {', '.join(missing)} "
+            "not. Set them all to run dbt on dbt Cloud, or unset them all to run dbt locally."
+        )
+    job_id = env.get("DBT_CLOUD_JOB_ID")
+    return DbtCloudSettings(
+        account_id=_int(env, "DBT_CLOUD_ACCOUNT_ID", 0, minimum=1),
+        token=env["DBT_CLOUD_TOKEN"],
+        url=(env.get("DBT_CLOUD_URL") or DBT_CLOUD_DEFAULT_URL).rstrip("/"),
+        project_id=_int(env, "DBT_CLOUD_PROJECT_ID", 0, minimum=1),
+        environment_id=_int(env, "DBT_CLOUD_ENVIRONMENT_ID", 0, minimum=1),
+        job_id=_int(env, "DBT_CLOUD_JOB_ID", 0, minimum=1) if job_id else None,
+        run_timeout_seconds=_float(env, "DBT_CLOUD_RUN_TIMEOUT_SECONDS", 3600.0),
     )

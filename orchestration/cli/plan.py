@@ -48,7 +48,7 @@ def compute_plan(run_id: str) -> RetryPlan:
     from dagster import DagsterInstance
 
     from orchestration.dbt.assets import translator
-    from orchestration.dbt.project import load_manifest
+    from orchestration.dbt_cloud.workspace import backend_manifest
     from orchestration.definitions import build_definitions
     from orchestration.history.runs import dbt_node_index, plan_for_run
     from orchestration.resources import ArtifactStoreResource
@@ -62,7 +62,7 @@ def compute_plan(run_id: str) -> RetryPlan:
             instance,
             run_id,
             asset_graph=defs.resolve_asset_graph(),
-            index=dbt_node_index(load_manifest(settings), translator()),
+            index=dbt_node_index(backend_manifest(settings, defs), translator()),
             store=store,
         )
 

@@ -13,16 +13,17 @@ The op is recovery-aware. It decides which dbt nodes to run, in this order:
 """
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetsDefinition, Config, Output
 from dagster_dbt import dbt_assets
 from pydantic import Field
 
+from orchestration.artifacts.store import ArtifactStore
 from orchestration.dbt.invocation import InvocationOutcome, stream_staged
 from orchestration.dbt.project import load_manifest
-from orchestration.dbt.selection import choose_selection
+from orchestration.dbt.selection import SelectionChoice, choose_selection
 from orchestration.dbt.stages import Edge, StagePlan, plan_stages
 from orchestration.dbt.translator import LayeredTranslator, unique_ids_by_asset_key
 from orchestration.resources import ArtifactStoreResource
@@ -79,6 +80,39 @@ def stage_plan(manifest: dict[str, Any], assets_def: AssetsDefinition) -> StageP
     return plan_stages(manifest, dagster_edges(assets_def))
 
 
+def run_recovery_aware(
+    context: AssetExecutionContext,
+    config: DbtBuildConfig,
+    store: ArtifactStore,
+    manifest: Mapping[str, Any],
+    execute: Callable[[SelectionChoice], Iterator[Any]],
+) -> Iterator[Any]:
+    """The op body wherever dbt runs (locally, or on dbt Cloud: ``orchestration.dbt_cloud``):
+    choose the nodes (the order in this module's docstring), let ``execute`` run them, say
+    why each asset was rebuilt, and carry over what already succeeded."""
+    choice = choose_selection(
+        context,
+        manifest=manifest,
+        translator=translator(),
+        store=store,
+        retry_from_run_id=config.retry_from_run_id,
+        retry_from_artifacts=config.retry_from_artifacts,
+    )
+    if choice.log_lines:  # one event: each log line is a write to the event log
+        context.log.info("\n".join(choice.log_lines))
+    if choice.selection.is_empty:
+        context.log.info("Nothing to run: every selected dbt node already succeeded.")
+    else:
+        for event in execute(choice):
+            if isinstance(event, Output) and choice.rebuilt_metadata:
+                key = context.asset_key_for_output(event.output_name)
+                extra = choice.rebuilt_metadata.get(key.to_user_string())
+                if extra:
+                    event = event.with_metadata({**event.metadata, **extra})
+            yield event
+    yield from choice.carried_over_outputs(context)
+
+
 def build_dbt_assets(settings: Settings) -> Any:
     """The dbt assets for ``settings.dbt_project_dir`` (manifest prepared if stale)."""
     # Parsed when missing or stale; the dict is handed to dagster-dbt so the (large) manifest
@@ -98,21 +132,9 @@ def build_dbt_assets(settings: Settings) -> Any:
         run_settings = load_settings()
         manifest = load_manifest(run_settings)
         store = artifacts.open()
-        choice = choose_selection(
-            context,
-            manifest=manifest,
-            translator=translator(),
-            store=store,
-            retry_from_run_id=config.retry_from_run_id,
-            retry_from_artifacts=config.retry_from_artifacts,
-        )
-        if choice.log_lines:  # one event: each log line is a write to the event log
-            context.log.info("\n".join(choice.log_lines))
-        if choice.selection.is_empty:
-            context.log.info("Nothing to run: every selected dbt node already succeeded.")
-        else:
-            outcome = InvocationOutcome()
-            for event in stream_staged(
+
+        def execute(choice: SelectionChoice) -> Iterator[Any]:
+            return stream_staged(
                 context,
                 stages=stage_plan(manifest, context.assets_def),
                 settings=run_settings,
@@ -122,14 +144,9 @@ def build_dbt_assets(settings: Settings) -> Any:
                 selection=choice.selection,
                 full_refresh=config.full_refresh,
                 fail_fast=config.fail_fast,
-                outcome=outcome,
-            ):
-                if isinstance(event, Output) and choice.rebuilt_metadata:
-                    key = context.asset_key_for_output(event.output_name)
-                    extra = choice.rebuilt_metadata.get(key.to_user_string())
-                    if extra:
-                        event = event.with_metadata({**event.metadata, **extra})
-                yield event
-        yield from choice.carried_over_outputs(context)
+                outcome=InvocationOutcome(),
+            )
+
+        yield from run_recovery_aware(context, config, store, manifest, execute)
 
     return dbt_models

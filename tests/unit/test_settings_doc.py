@@ -75,6 +75,18 @@ NOT_COMPARED = {
     "ORCHESTRATION_ARTIFACTS_EXTRA_LOCATIONS": "'empty', checked below",
     "ORCHESTRATION_ERROR_PATTERNS_FILE": "'built-in', checked below",
     "ORCHESTRATION_ALERT_WEBHOOK_URL": "'unset', checked below",
+    **{
+        name: "dbt Cloud is off unless configured, checked below"
+        for name in (
+            "DBT_CLOUD_ACCOUNT_ID",
+            "DBT_CLOUD_TOKEN",
+            "DBT_CLOUD_URL",
+            "DBT_CLOUD_PROJECT_ID",
+            "DBT_CLOUD_ENVIRONMENT_ID",
+            "DBT_CLOUD_JOB_ID",
+            "DBT_CLOUD_RUN_TIMEOUT_SECONDS",
+        )
+    },
 }
 
 
@@ -107,3 +119,28 @@ def test_the_documented_defaults_are_the_defaults_load_settings_uses() -> None:
     assert settings.artifacts_extra_locations == ()
     assert settings.error_patterns_file is None
     assert settings.alert_webhook_url is None
+    assert settings.dbt_cloud is None
+
+
+def test_dbt_cloud_is_off_unless_configured_and_half_a_configuration_is_refused() -> None:
+    assert load_settings({}).dbt_cloud is None
+    with pytest.raises(ConfigurationError, match="DBT_CLOUD_ENVIRONMENT_ID"):
+        load_settings(
+            {"DBT_CLOUD_ACCOUNT_ID": "1", "DBT_CLOUD_TOKEN": "t", "DBT_CLOUD_PROJECT_ID": "2"}
+        )
+    cloud = load_settings(
+        {
+            "DBT_CLOUD_ACCOUNT_ID": "1",
+            "DBT_CLOUD_TOKEN": "secret-token",
+            "DBT_CLOUD_PROJECT_ID": "2",
+            "DBT_CLOUD_ENVIRONMENT_ID": "3",
+            "DBT_CLOUD_URL": "https://emea.dbt.example/",
+        }
+    ).dbt_cloud
+    assert cloud is not None
+    assert (cloud.url, cloud.job_id, cloud.run_timeout_seconds) == (
+        "https://emea.dbt.example",
+        None,
+        3600.0,
+    )
+    assert "secret-token" not in repr(cloud)  # settings printed in a log never carry it
