@@ -16,6 +16,7 @@ from orchestration.reports.assets import build_report_asset
 from orchestration.resources import ArtifactStoreResource, build_io_manager
 from orchestration.schedules import build_schedules
 from orchestration.settings import load_settings
+from orchestration.slim_ci.assets import build_ci_dbt_assets
 
 
 @functools.cache
@@ -49,7 +50,12 @@ def _build_definitions() -> Definitions:
     from orchestration.retry_sensor.sensor import build_sensors
 
     defs = Definitions(
-        assets=[*ingest, dbt_assets_def, *([report] if report else [])],
+        assets=[
+            *ingest,
+            dbt_assets_def,
+            build_ci_dbt_assets(settings),
+            *([report] if report else []),
+        ],
         asset_checks=build_freshness_checks(manifest, ingested)
         if settings.source_freshness
         else [],

@@ -21,6 +21,9 @@ TRIGGER_TAG = "orchestration/trigger"
 PLAN_SUMMARY_TAG = "orchestration/plan_summary"
 PLAN_REASONS_TAG = "orchestration/plan_reasons"
 FULL_REFRESH_TAG = "orchestration/full_refresh"
+CI_STATE_TAG = "orchestration/ci_state_run"
+"""On a slim CI run: the production run whose manifest it compared against and deferred to
+(``none``: there was none). Its re-executions and retries read it to defer to the same one."""
 
 # Ours, on materializations.
 CARRIED_OVER_METADATA_KEY = "orchestration/carried_over_from"

@@ -17,16 +17,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetsDefinition, Config, Output
-from dagster_dbt import dbt_assets
+from dagster_dbt import DagsterDbtTranslator, dbt_assets
 from pydantic import Field
 
+from orchestration.artifacts.store import ArtifactStore
 from orchestration.dbt.invocation import InvocationOutcome, stream_staged
 from orchestration.dbt.project import load_manifest
-from orchestration.dbt.selection import choose_selection
+from orchestration.dbt.selection import SelectionChoice, choose_selection
 from orchestration.dbt.stages import Edge, StagePlan, plan_stages
 from orchestration.dbt.translator import LayeredTranslator, unique_ids_by_asset_key
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import Settings, load_settings
+from orchestration.slim_ci.state import record_if_production
 
 DBT_OP_NAME = "dbt_models"
 
@@ -106,30 +108,57 @@ def build_dbt_assets(settings: Settings) -> Any:
             retry_from_run_id=config.retry_from_run_id,
             retry_from_artifacts=config.retry_from_artifacts,
         )
-        for line in choice.log_lines:
-            context.log.info(line)
-        if choice.selection.is_empty:
-            context.log.info("Nothing to run: every selected dbt node already succeeded.")
-        else:
-            outcome = InvocationOutcome()
-            for event in stream_staged(
-                context,
-                stages=stage_plan(manifest, context.assets_def),
-                settings=run_settings,
-                manifest=manifest,
-                translator=translator(),
-                store=store,
-                selection=choice.selection,
-                full_refresh=config.full_refresh,
-                fail_fast=config.fail_fast,
-                outcome=outcome,
-            ):
-                if isinstance(event, Output) and choice.rebuilt_metadata:
-                    key = context.asset_key_for_output(event.output_name)
-                    extra = choice.rebuilt_metadata.get(key.to_user_string())
-                    if extra:
-                        event = event.with_metadata({**event.metadata, **extra})
-                yield event
-        yield from choice.carried_over_outputs(context)
+        yield from run_choice(
+            context,
+            choice,
+            settings=run_settings,
+            manifest=manifest,
+            translator=translator(),
+            store=store,
+            full_refresh=config.full_refresh,
+            fail_fast=config.fail_fast,
+        )
+        # Reached only when every dbt invocation succeeded (a failed one raises).
+        if note := record_if_production(store, context.run):
+            context.log.info(note)
 
     return dbt_models
+
+
+def run_choice(
+    context: AssetExecutionContext,
+    choice: SelectionChoice,
+    *,
+    settings: Settings,
+    manifest: dict[str, Any],
+    translator: DagsterDbtTranslator,
+    store: ArtifactStore,
+    **flags: Any,
+) -> Iterator[Any]:
+    """Run the chosen dbt nodes, stage by stage, each rebuilt asset's Output carrying why it
+    was rebuilt; then the Outputs of carried-over assets. ``flags`` go to every invocation
+    (``full_refresh``, ``fail_fast``; slim CI adds ``state_modified``, ``extra``,
+    ``move_latest``). Raises the first dbt error after streaming everything."""
+    for line in choice.log_lines:
+        context.log.info(line)
+    if choice.selection.is_empty:
+        context.log.info("Nothing to run: every selected dbt node already succeeded.")
+    else:
+        for event in stream_staged(
+            context,
+            stages=stage_plan(manifest, context.assets_def),
+            settings=settings,
+            manifest=manifest,
+            translator=translator,
+            store=store,
+            selection=choice.selection,
+            outcome=InvocationOutcome(),
+            **flags,
+        ):
+            if isinstance(event, Output) and choice.rebuilt_metadata:
+                key = context.asset_key_for_output(event.output_name)
+                extra = choice.rebuilt_metadata.get(key.to_user_string())
+                if extra:
+                    event = event.with_metadata({**event.metadata, **extra})
+            yield event
+    yield from choice.carried_over_outputs(context)
