@@ -32,10 +32,7 @@ from orchestration.dbt.profile import write_ci_profile
 from orchestration.errors import ArtifactStoreError, ConfigurationError
 from orchestration.history.runs import run_lineage
 from orchestration.settings import Settings
-from orchestration.tags import CI_STATE_TAG, PIPELINE_TAG
-
-NO_STATE = "none"
-"""``CI_STATE_TAG`` value of a slim CI run that found no production state."""
+from orchestration.tags import CI_NO_STATE, CI_STATE_TAG, PIPELINE_TAG
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class ProductionState:
 
     @property
     def tag_value(self) -> str:
-        return self.run_id or NO_STATE
+        return self.run_id or CI_NO_STATE
 
     def describe(self) -> str:
         if self.run_id is None:
@@ -87,6 +84,16 @@ def inherited_state(instance: DagsterInstance, run: DagsterRun) -> str | None:
     return None
 
 
+def is_slim_ci_run(instance: DagsterInstance, run_id: str) -> bool:
+    """Whether ``run_id`` is a slim CI run or a recovery of one (whose assets are ``ci/…``)."""
+    from orchestration.jobs import SLIM_CI
+
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return False
+    return run.job_name == SLIM_CI or inherited_state(instance, run) is not None
+
+
 def resolve_state(
     instance: DagsterInstance, run: DagsterRun, store: ArtifactStore, configured: str | None
 ) -> ProductionState:
@@ -102,7 +109,7 @@ def resolve_state(
         return ProductionState(configured, "named in run config")
     inherited = inherited_state(instance, run)
     if inherited:
-        run_id = None if inherited == NO_STATE else inherited
+        run_id = None if inherited == CI_NO_STATE else inherited
         return ProductionState(run_id, "the one the run it recovers used")
     latest = read_production_state(store)
     if latest is None:
