@@ -272,17 +272,27 @@ def run_outcome(
     return outcome, stored.warnings
 
 
+def slim_ci_selected(tags: Mapping[str, str], results: RunResults | None) -> frozenset[str] | None:
+    """The dbt nodes a slim CI run told dbt to build, ``None`` for any other run.
+
+    Dagster planned every ``ci/`` asset of a slim CI run; dbt was told ``state:modified+`` (or
+    a recovery's plan intersected with it), and the nodes it selected are exactly those in its
+    run_results. An unchanged model it never meant to build is not "planned and not
+    materialized": it stays production's, read by deferral. Without run_results (dbt died
+    first), or without a production state (everything was built): ``None``, all planned counts.
+    """
+    if tags.get(CI_STATE_TAG) in (None, "", CI_NO_STATE) or results is None:
+        return None
+    return frozenset(result.unique_id for result in results.results)
+
+
 def slim_ci_scope(
     run: DagsterRun, planned: set[str], results: RunResults | None, asset_graph: BaseAssetGraph
 ) -> set[str]:
-    """What a slim CI run really set out to build: Dagster planned every ``ci/`` asset, dbt
-    was told ``state:modified+`` (or a recovery's plan intersected with it), and the nodes dbt
-    selected are exactly those in its run_results. An unchanged model it never meant to
-    build is not "planned and not materialized" — it stays production's, read by deferral.
-    No run_results (dbt died first): everything planned counts, the safe side."""
-    if run.tags.get(CI_STATE_TAG) in (None, "", CI_NO_STATE) or results is None:
+    """``planned`` without the assets a slim CI run never set out to build (above)."""
+    selected = slim_ci_selected(run.tags, results)
+    if selected is None:
         return planned
-    selected = {result.unique_id for result in results.results}
     by_key = {
         key.to_user_string(): uid
         for key, uid in unique_ids_by_asset_key(getattr(asset_graph, "assets_defs", ())).items()
