@@ -22,6 +22,7 @@ from orchestration.dbt.project import load_manifest
 from orchestration.dbt.selection import choose_selection
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import Settings, load_settings
+from orchestration.slim_ci.guard import check_ci_target
 from orchestration.slim_ci.state import ProductionState, ci_settings, resolve_state, state_folder
 from orchestration.slim_ci.translator import SlimCiTranslator
 from orchestration.tags import CI_STATE_TAG
@@ -83,7 +84,11 @@ def build_ci_dbt_assets(settings: Settings) -> Any:
             retry_from_artifacts=None,
         )
         with ci_settings(run_settings) as settings, state_folder(store, state) as folder:
-            context.log.info(f"Slim CI builds into dbt target {settings.dbt_target}.")
+            check_ci_target(manifest, settings)
+            context.log.info(
+                f"Slim CI builds into dbt target {settings.dbt_target}; no relation of it "
+                "is one production writes."
+            )
             yield from run_choice(
                 context,
                 choice,

@@ -17,11 +17,16 @@ from typing import Any
 import pytest
 from dagster import AssetKey
 
-from orchestration.artifacts.store import LATEST_KEY, PRODUCTION_STATE_KEY, open_store
+from orchestration.artifacts.store import (
+    LATEST_KEY,
+    PRODUCTION_STATE_KEY,
+    open_store,
+    read_run_index,
+)
 from orchestration.settings import REPO_ROOT
 from orchestration.tags import CI_STATE_TAG
 from tests.conftest import Pipeline, plan_json, reset_caches, statuses, stored_run_results
-from tests.dbt_graph import model_descendants
+from tests.dbt_graph import all_models, model_descendants
 from tests.integration.test_retry_sensor import SensorDriver, execute_retry, selected
 
 pytestmark = pytest.mark.integration
@@ -166,3 +171,30 @@ def check_ci_recovery_keeps_its_state(pipeline: Pipeline, broken_run: str, *, st
     assert run_tags(pipeline, resumed.run_id)[CI_STATE_TAG] == state
     assert executed(pipeline, resumed.run_id) == dict.fromkeys(to_redo, "success")
     assert tables_in(pipeline, "ci") == {CHANGED} | model_descendants(CHANGED)
+
+
+def test_without_production_state_slim_ci_does_what_the_run_config_chose(
+    pipeline: Pipeline,
+) -> None:
+    """Nothing stored yet and ``skip`` chosen: a clear line, nothing built, nothing stored."""
+    config = {"ops": {"slim_ci_dbt_models": {"config": {"without_production_state": "skip"}}}}
+    ci = pipeline.run_job("slim_ci", run_config=config)
+    assert ci.success
+    assert run_tags(pipeline, ci.run_id)[CI_STATE_TAG] == "none"
+    assert read_run_index(open_store(pipeline.artifacts_uri), ci.run_id).invocations == ()
+    with pipeline.instance() as instance:
+        messages = [entry.user_message for entry in instance.all_logs(ci.run_id)]
+    assert any("no production state" in message for message in messages), messages
+
+
+def test_production_jobs_never_select_ci_assets_and_slim_ci_selects_only_them(
+    pipeline: Pipeline,
+) -> None:
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions()
+    for name in ("daily_pipeline", "weekly_full_refresh", "recover_from_artifacts"):
+        layer = defs.resolve_job_def(name).asset_layer
+        assert not any(key.path[0] == "ci" for key in layer.executable_asset_keys), name
+    ci_keys = defs.resolve_job_def("slim_ci").asset_layer.executable_asset_keys
+    assert {tuple(key.path) for key in ci_keys} == {("ci", model) for model in all_models()}
