@@ -7,7 +7,7 @@ Layout (keys are relative to the store's root)::
     runs/<run_id>/<invocation>/run_results.json
     runs/<run_id>/<invocation>/dbt.log
     runs/<run_id>/<invocation>/sources.json       (source freshness only)
-    latest.json                                   pointer to the newest production invocation
+    latest.json                                   pointer to the newest invocation (not slim CI)
     latest_production.json                        the latest production run whose dbt step
                                                   succeeded (slim CI defers to its manifest)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, DagsterEventType
 
 from orchestration.artifacts.store import (
     LATEST_KEY,
@@ -28,6 +28,7 @@ from orchestration.tags import CI_STATE_TAG
 from tests.conftest import Pipeline, plan_json, reset_caches, statuses, stored_run_results
 from tests.dbt_graph import all_models, model_descendants
 from tests.integration.test_retry_sensor import SensorDriver, execute_retry, selected
+from tests.project_shapes import use_project
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +199,23 @@ def test_production_jobs_never_select_ci_assets_and_slim_ci_selects_only_them(
         assert not any(key.path[0] == "ci" for key in layer.executable_asset_keys), name
     ci_keys = defs.resolve_job_def("slim_ci").asset_layer.executable_asset_keys
     assert {tuple(key.path) for key in ci_keys} == {("ci", model) for model in all_models()}
+
+
+def test_a_ci_target_that_would_write_production_tables_is_refused_before_building(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jaffle-shop shape uses custom schemas as they are (``marts``, ``staging``): with
+    the default CI target (schema ``ci``) its marts would still land in production's."""
+    use_project("jaffle_like", pipeline, tmp_path, monkeypatch)
+    ci = pipeline.run_job("slim_ci")
+    assert not ci.success
+    with pipeline.instance() as instance:
+        failures = [
+            entry.dagster_event.event_specific_data.error.to_string()
+            for entry in instance.all_logs(ci.run_id, of_type=DagsterEventType.STEP_FAILURE)
+        ]
+    assert len(failures) == 1
+    assert "refused to build" in failures[0]
+    assert '"marts".' in failures[0]
+    assert "DBT_CI_TARGET" in failures[0]
+    assert read_run_index(open_store(pipeline.artifacts_uri), ci.run_id).invocations == ()
