@@ -17,6 +17,7 @@ from orchestration.reports.assets import build_report_asset
 from orchestration.resources import ArtifactStoreResource, build_io_manager
 from orchestration.schedules import build_schedules
 from orchestration.settings import load_settings
+from orchestration.slim_ci.assets import build_ci_dbt_assets
 
 
 @functools.cache
@@ -57,7 +58,12 @@ def _build_definitions() -> Definitions:
     from orchestration.retry_sensor.sensor import build_sensors
 
     defs = Definitions(
-        assets=[*ingest, dbt_assets_def, *([report] if report else [])],
+        assets=[
+            *ingest,
+            dbt_assets_def,
+            build_ci_dbt_assets(settings),
+            *([report] if report else []),
+        ],
         asset_checks=build_freshness_checks(manifest, ingested)
         # `dbt source freshness` runs local dbt: not where dbt runs on dbt Cloud.
         if settings.source_freshness and settings.dbt_cloud is None

@@ -1,4 +1,6 @@
-"""The asset jobs: the nightly pipeline and the weekly full refresh."""
+"""The asset jobs: the nightly pipeline, the weekly full refresh, recovery from artifacts
+and slim CI. Production jobs never select slim CI's ``ci/`` assets, and slim CI selects
+nothing else."""
 
 from __future__ import annotations
 
@@ -8,35 +10,48 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from orchestration.dbt.assets import DBT_OP_NAME
 from orchestration.ingest.assets import INGEST_GROUP
 from orchestration.settings import Settings
+from orchestration.slim_ci.assets import CI_OP_NAME
+from orchestration.slim_ci.translator import CI_GROUP
 from orchestration.tags import PIPELINE_TAG
 from orchestration.warehouse import warehouse_tags
 
 DAILY_PIPELINE = "daily_pipeline"
 WEEKLY_FULL_REFRESH = "weekly_full_refresh"
 RECOVER_FROM_ARTIFACTS = "recover_from_artifacts"
+SLIM_CI = "slim_ci"
 
 
 def build_jobs(settings: Settings) -> list[UnresolvedAssetJobDefinition]:
+    production = AssetSelection.all() - AssetSelection.groups(CI_GROUP)
     daily = define_asset_job(
         DAILY_PIPELINE,
-        selection=AssetSelection.all(),
+        selection=production,
         description="Ingestion → dbt build → reports. Recover a failure from the UI "
         "(Re-execute → From failure / From asset failure) or let retry_failed_assets_sensor do it.",
         tags={PIPELINE_TAG: DAILY_PIPELINE, **warehouse_tags(settings)},
     )
     weekly = define_asset_job(
         WEEKLY_FULL_REFRESH,
-        selection=AssetSelection.all(),
+        selection=production,
         description="Like daily_pipeline, with `dbt build --full-refresh`.",
         config={"ops": {DBT_OP_NAME: {"config": {"full_refresh": True}}}},
         tags={PIPELINE_TAG: WEEKLY_FULL_REFRESH, **warehouse_tags(settings)},
     )
     recover = define_asset_job(
         RECOVER_FROM_ARTIFACTS,
-        selection=AssetSelection.all() - AssetSelection.groups(INGEST_GROUP),
+        selection=production - AssetSelection.groups(INGEST_GROUP),
         description="dbt + downstream, for recovery from stored dbt artifacts: set "
         "ops.dbt_models.config.retry_from_run_id (a Dagster run) or retry_from_artifacts (a "
         "run_results.json in the artifact store, also from dbt runs outside Dagster).",
         tags={PIPELINE_TAG: RECOVER_FROM_ARTIFACTS, **warehouse_tags(settings)},
     )
-    return [daily, weekly, recover]
+    slim_ci = define_asset_job(
+        SLIM_CI,
+        selection=AssetSelection.groups(CI_GROUP),
+        description="dbt build --select state:modified+ --defer --state <the latest successful "
+        "production run's manifest> into the CI target (DBT_CI_TARGET, default schema ci). "
+        f"Its assets are ci/…: production's are never touched. ops.{CI_OP_NAME}.config: "
+        "production_run_id, without_production_state (build_all | skip).",
+        tags={PIPELINE_TAG: SLIM_CI, **warehouse_tags(settings)},
+    )
+    return [daily, weekly, recover, slim_ci]

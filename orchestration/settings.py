@@ -23,6 +23,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "DBT_PROJECT_DIR": ("dbt_project/", "dbt project to orchestrate (any dbt project works)"),
     "DBT_PROFILES_DIR": ("the project dir", "folder holding profiles.yml"),
     "DBT_TARGET": ("profile default (`duckdb`)", "dbt target: `duckdb` or `postgres`"),
+    "DBT_CI_TARGET": (
+        "production target, schema `ci`",
+        "dbt target `slim_ci` builds into (a target of the project's profile)",
+    ),
     "DBT_THREADS": ("4", "dbt threads (read by our profiles.yml)"),
     "DUCKDB_PATH": ("data/warehouse.duckdb", "DuckDB warehouse file"),
     "DBT_POSTGRES_HOST / _PORT / _USER / _PASSWORD / _DBNAME / _SCHEMA": (
@@ -111,6 +115,7 @@ class Settings:
     dbt_project_dir: Path
     dbt_profiles_dir: Path
     dbt_target: str | None
+    dbt_ci_target: str | None
     duckdb_path: Path
     artifacts_uri: str
     faults_file: Path
@@ -219,6 +224,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dbt_project_dir=project_dir,
         dbt_profiles_dir=_path(env, "DBT_PROFILES_DIR", project_dir),
         dbt_target=env.get("DBT_TARGET") or None,
+        dbt_ci_target=env.get("DBT_CI_TARGET") or None,
         duckdb_path=_path(env, "DUCKDB_PATH", REPO_ROOT / "data" / "warehouse.duckdb"),
         artifacts_uri=artifacts_uri,
         faults_file=_path(env, "ORCHESTRATION_FAULTS_FILE", REPO_ROOT / "data" / "faults.json"),

@@ -21,6 +21,11 @@ TRIGGER_TAG = "orchestration/trigger"
 PLAN_SUMMARY_TAG = "orchestration/plan_summary"
 PLAN_REASONS_TAG = "orchestration/plan_reasons"
 FULL_REFRESH_TAG = "orchestration/full_refresh"
+CI_STATE_TAG = "orchestration/ci_state_run"
+"""On a slim CI run: the production run whose manifest it compared against and deferred to
+(``CI_NO_STATE``: there was none). Its re-executions and retries read it to defer to the
+same one."""
+CI_NO_STATE = "none"
 
 # Ours, on materializations.
 CARRIED_OVER_METADATA_KEY = "orchestration/carried_over_from"

@@ -79,14 +79,16 @@ class Pipeline:
                 job, instance=instance, run_config=dict(run_config or {}), raise_on_error=False
             )
 
-    def reexecute(self, parent_run_id: str, *, from_failure: bool = True) -> Any:
+    def reexecute(
+        self, parent_run_id: str, *, from_failure: bool = True, job: str = "daily_pipeline"
+    ) -> Any:
         """*From failure* as the UI launches it (failed steps, tagged
-        ``dagster/is_resume_retry``), or *All steps*, of ``daily_pipeline``."""
+        ``dagster/is_resume_retry``), or *All steps*, of ``job``."""
         from dagster import ReexecutionOptions, execute_job
         from dagster._core.definitions.reconstruct import build_reconstructable_job
 
-        job = build_reconstructable_job(
-            "orchestration.definitions", "job_by_name", reconstructable_args=("daily_pipeline",)
+        job_def = build_reconstructable_job(
+            "orchestration.definitions", "job_by_name", reconstructable_args=(job,)
         )
         with self.instance() as instance:
             options = (
@@ -95,7 +97,7 @@ class Pipeline:
                 else ReexecutionOptions(parent_run_id=parent_run_id)
             )
             return execute_job(
-                job,
+                job_def,
                 instance=instance,
                 reexecution_options=options,
                 tags={"dagster/is_resume_retry": "true"} if from_failure else None,

@@ -7,10 +7,13 @@ Layout (keys are relative to the store's root)::
     runs/<run_id>/<invocation>/run_results.json
     runs/<run_id>/<invocation>/dbt.log
     runs/<run_id>/<invocation>/sources.json       (source freshness only)
-    latest.json                                   pointer to the newest invocation
+    latest.json                                   pointer to the newest invocation (not slim CI)
+    latest_production.json                        the latest production run whose dbt step
+                                                  succeeded (slim CI defers to its manifest)
 
-``latest.json`` and each ``index.json`` are shared by concurrent writers and only ever changed
-through ``update_bytes`` (a lock locally, conditional writes on S3).
+``latest.json``, ``latest_production.json`` and each ``index.json`` are shared by concurrent
+writers and only ever changed through ``update_bytes`` (a lock locally, conditional writes on
+S3). Slim CI invocations are stored under their run like any other, but move neither pointer.
 
 The index files exist so that "the artifacts of run X" and "the latest artifacts" are one GET
 each: listing a bucket with thousands of runs is slow and costs money.
@@ -38,6 +41,7 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 INDEX_FILE = "index.json"
 LATEST_KEY = "latest.json"
+PRODUCTION_STATE_KEY = "latest_production.json"
 
 
 def safe_key(*segments: str) -> str:
@@ -347,8 +351,13 @@ def read_run_index(store: ArtifactStore, run_id: str) -> RunIndex:
     return RunIndex.from_json(data, source=store.describe(key))
 
 
-def record_invocation(store: ArtifactStore, run_id: str, record: InvocationRecord) -> None:
+def record_invocation(
+    store: ArtifactStore, run_id: str, record: InvocationRecord, *, move_latest: bool = True
+) -> None:
     """Append ``record`` to the run's index and move ``latest.json`` forward to it.
+
+    ``move_latest=False`` (a slim CI invocation, which builds into a CI schema) indexes the
+    artifacts under the run but leaves ``latest.json`` on production's newest invocation.
 
     Both are read-modify-writes of documents other runs (latest.json) or other steps of this
     run (index.json) update at the same time, so both go through ``update_bytes``. The pointer
@@ -366,14 +375,52 @@ def record_invocation(store: ArtifactStore, run_id: str, record: InvocationRecor
         kept = tuple(i for i in index.invocations if i.label != record.label)
         return RunIndex(run_id=run_id, invocations=(*kept, record)).to_json().encode()
 
+    store.update_bytes(index_key, append)
+    if move_latest:
+        store.update_bytes(LATEST_KEY, _forward_pointer(run_id, record.label, record.created_at))
+
+
+def _forward_pointer(run_id: str, label: str | None, created_at: float) -> Update:
+    """An update that points at ``run_id`` unless the stored pointer is newer: a slow upload
+    or a late writer never moves a pointer backwards."""
+
     def move_forward(current: bytes | None) -> bytes | None:
-        if current is not None and _pointer_time(current) > record.created_at:
+        if current is not None and _pointer_time(current) > created_at:
             return None
-        latest = {"run_id": run_id, "invocation": record.label, "created_at": record.created_at}
+        latest = {"run_id": run_id, "invocation": label, "created_at": created_at}
         return json.dumps(latest).encode()
 
-    store.update_bytes(index_key, append)
-    store.update_bytes(LATEST_KEY, move_forward)
+    return move_forward
+
+
+def record_production_state(store: ArtifactStore, run_id: str, *, created_at: float) -> None:
+    """Move ``latest_production.json`` forward to ``run_id``, a production run whose dbt step
+    succeeded: slim CI compares against and defers to that run's manifest."""
+    store.update_bytes(PRODUCTION_STATE_KEY, _forward_pointer(run_id, None, created_at))
+
+
+def read_production_state(store: ArtifactStore) -> str | None:
+    """The run id ``latest_production.json`` points at; ``None`` when nothing is stored yet."""
+    try:
+        data = store.get_bytes(PRODUCTION_STATE_KEY)
+    except ArtifactNotFoundError:
+        return None
+    try:
+        return str(json.loads(data)["run_id"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ArtifactStoreError(
+            f"{store.describe(PRODUCTION_STATE_KEY)} is unreadable ({error}); delete it (the "
+            "next successful production run writes it again) or name a production run in "
+            "slim_ci's run config (production_run_id)."
+        ) from error
+
+
+def manifest_key(store: ArtifactStore, run_id: str) -> str | None:
+    """Key of the manifest.json of ``run_id``'s newest stored invocation, if any."""
+    for inv in reversed(read_run_index(store, run_id).invocations):
+        if "manifest.json" in inv.files:
+            return artifact_key(run_id, inv.label, "manifest.json")
+    return None
 
 
 def _pointer_time(data: bytes) -> float:

@@ -83,12 +83,14 @@ def store_invocation_artifacts(
     attempts: int = 4,
     backoff_seconds: float = 0.5,
     remove_folder: bool = True,
+    move_latest: bool = True,
     sleep: Callable[[float], None] = time.sleep,
 ) -> UploadReport:
     """Upload the invocation's artifact files and index them under the run.
 
     The target folder (dagster-dbt's ``target/<op>-<run>-<uuid>/``, several MB each) is removed
     once everything present was stored, so disk use stays bounded over thousands of runs.
+    ``move_latest=False`` leaves ``latest.json`` where it is (slim CI invocations).
     """
 
     def retried(action: Callable[[], object]) -> str | None:
@@ -107,7 +109,7 @@ def store_invocation_artifacts(
             created_at=time.time(),
             missing=tuple(absent),
         )
-        error = retried(lambda: record_invocation(store, run_id, record))
+        error = retried(lambda: record_invocation(store, run_id, record, move_latest=move_latest))
         if error is not None:
             failed.append(("index.json", error))
 

@@ -53,16 +53,20 @@ def compute_plan(run_id: str) -> RetryPlan:
     from orchestration.history.runs import dbt_node_index, plan_for_run
     from orchestration.resources import ArtifactStoreResource
     from orchestration.settings import load_settings
+    from orchestration.slim_ci.assets import ci_translator
+    from orchestration.slim_ci.state import is_slim_ci_run
 
     settings = load_settings()
     defs = build_definitions()
     store = ArtifactStoreResource(uri=settings.artifacts_uri).open()
     with DagsterInstance.get() as instance:
+        # A slim CI run's assets are ci/…: its dbt nodes translate through CI's translator.
+        keys = ci_translator() if is_slim_ci_run(instance, run_id) else translator()
         return plan_for_run(
             instance,
             run_id,
             asset_graph=defs.resolve_asset_graph(),
-            index=dbt_node_index(backend_manifest(settings, defs), translator()),
+            index=dbt_node_index(backend_manifest(settings, defs), keys),
             store=store,
         )
 

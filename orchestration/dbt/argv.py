@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SELECTOR_NAME = "orchestration_selection"
+STATE_MODIFIED = "state:modified+"
+"""Slim CI's selection: nodes changed against the production manifest, and their downstream."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,11 @@ def uses_selector_file(selection: Selection, threshold: int) -> bool:
     return selection.unique_ids is not None and len(selection.unique_ids) > threshold
 
 
-def selectors_yaml(values: Sequence[str], indirect_selection: str | None = None) -> str:
-    """A selectors.yml with one selector, the union of ``values`` (JSON is valid YAML).
+def selectors_yaml(
+    values: Sequence[str], indirect_selection: str | None = None, *, state_modified: bool = False
+) -> str:
+    """A selectors.yml with one selector, the union of ``values`` (JSON is valid YAML), and
+    with ``state_modified`` its intersection with ``state:modified+``.
 
     dbt ignores ``--indirect-selection`` for ``--selector``: a mode other than the default
     goes on every criterion of the definition instead.
@@ -70,8 +75,12 @@ def selectors_yaml(values: Sequence[str], indirect_selection: str | None = None)
             {"method": method, "value": value, "indirect_selection": indirect_selection}
             for method, _, value in (v.partition(":") for v in values)
         ]
+    definition: dict[str, object] = {"union": union}
+    if state_modified:
+        modified = {"method": "state", "value": "modified", "children": True}
+        definition = {"intersection": [definition, modified]}
     return json.dumps(
-        {"selectors": [{"name": SELECTOR_NAME, "definition": {"union": union}}]},
+        {"selectors": [{"name": SELECTOR_NAME, "definition": definition}]},
         indent=1,
     )
 
@@ -87,15 +96,28 @@ def build_args(
     dbt_vars: Mapping[str, Any] | None = None,
     target: str | None = None,
     indirect_selection: str | None = None,
+    state_modified: bool = False,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """dbt arguments (without the executable) for one invocation."""
+    """dbt arguments (without the executable) for one invocation.
+
+    ``state_modified`` (slim CI) narrows the selection to ``state:modified+``: the whole
+    project becomes ``--select state:modified+``, a list of nodes becomes each node
+    intersected with it (``state:modified+,fqn:…``). A recovery of a slim CI run selects
+    from Dagster's view of the CI assets, which includes the unchanged ones the first run
+    never built; the intersection keeps every retry to changed nodes and their downstream.
+    """
     args = [command]
-    if selection.unique_ids is not None:
+    if selection.unique_ids is None and state_modified:
+        args += ["--select", STATE_MODIFIED]
+    elif selection.unique_ids is not None:
         if uses_selector_file(selection, threshold):
             args += ["--selector", SELECTOR_NAME]
         else:
-            args += ["--select", *selection_values(selection, manifest)]
+            values = selection_values(selection, manifest)
+            if state_modified:
+                values = [f"{STATE_MODIFIED},{value}" for value in values]
+            args += ["--select", *values]
             if indirect_selection:
                 args += ["--indirect-selection", indirect_selection]
     if full_refresh:

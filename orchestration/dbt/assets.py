@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetsDefinition, Config, Output
-from dagster_dbt import dbt_assets
+from dagster_dbt import DagsterDbtTranslator, dbt_assets
 from pydantic import Field
 
 from orchestration.artifacts.store import ArtifactStore
@@ -28,6 +28,7 @@ from orchestration.dbt.stages import Edge, StagePlan, plan_stages
 from orchestration.dbt.translator import LayeredTranslator, unique_ids_by_asset_key
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import Settings, load_settings
+from orchestration.slim_ci.state import record_if_production
 
 DBT_OP_NAME = "dbt_models"
 
@@ -98,6 +99,16 @@ def run_recovery_aware(
         retry_from_run_id=config.retry_from_run_id,
         retry_from_artifacts=config.retry_from_artifacts,
     )
+    yield from apply_choice(context, choice, execute)
+
+
+def apply_choice(
+    context: AssetExecutionContext,
+    choice: SelectionChoice,
+    execute: Callable[[SelectionChoice], Iterator[Any]],
+) -> Iterator[Any]:
+    """Log the plan, let ``execute`` run the chosen nodes, add to each rebuilt asset's Output
+    why it was rebuilt, then yield the Outputs of the carried-over assets."""
     if choice.log_lines:  # one event: each log line is a write to the event log
         context.log.info("\n".join(choice.log_lines))
     if choice.selection.is_empty:
@@ -148,5 +159,38 @@ def build_dbt_assets(settings: Settings) -> Any:
             )
 
         yield from run_recovery_aware(context, config, store, manifest, execute)
+        # Reached only when every dbt invocation succeeded (a failed one raises).
+        if note := record_if_production(store, context.run):
+            context.log.info(note)
 
     return dbt_models
+
+
+def run_choice(
+    context: AssetExecutionContext,
+    choice: SelectionChoice,
+    *,
+    settings: Settings,
+    manifest: dict[str, Any],
+    translator: DagsterDbtTranslator,
+    store: ArtifactStore,
+    **flags: Any,
+) -> Iterator[Any]:
+    """Run an already chosen selection locally, stage by stage (``apply_choice``). ``flags`` go
+    to every invocation (``full_refresh``, ``fail_fast``; slim CI adds ``state_modified``,
+    ``extra``, ``move_latest``). Raises the first dbt error after streaming everything."""
+
+    def execute(chosen: SelectionChoice) -> Iterator[Any]:
+        return stream_staged(
+            context,
+            stages=stage_plan(manifest, context.assets_def),
+            settings=settings,
+            manifest=manifest,
+            translator=translator,
+            store=store,
+            selection=chosen.selection,
+            outcome=InvocationOutcome(),
+            **flags,
+        )
+
+    yield from apply_choice(context, choice, execute)

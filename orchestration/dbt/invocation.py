@@ -235,7 +235,11 @@ def plan_call(
     selectors = None
     if argv.uses_selector_file(selection, settings.selector_threshold):
         values = argv.selection_values(selection, manifest)
-        selectors = argv.selectors_yaml(values, flags.get("indirect_selection"))
+        selectors = argv.selectors_yaml(
+            values,
+            flags.get("indirect_selection"),
+            state_modified=flags.get("state_modified", False),
+        )
     return DbtCall(
         command=command,
         args=args,
@@ -257,9 +261,11 @@ def stream_dbt(
     command: str = "build",
     selection: argv.Selection,
     outcome: InvocationOutcome,
+    move_latest: bool = True,
     **flags: Any,
 ) -> Iterator[Any]:
     """Yield the Dagster events of one dbt invocation; store its artifacts no matter what.
+    (``move_latest=False``: a slim CI invocation, which must not move ``latest.json``.)
 
     (A little over a screen: the try/except/finally around the stream is one unit — splitting
     it would separate the process from the code that stops and cleans up after it.)
@@ -313,6 +319,7 @@ def stream_dbt(
                 call,
                 invocation,
                 outcome,
+                move_latest=move_latest,
             )
 
 
@@ -365,6 +372,8 @@ def _finish(
     call: DbtCall,
     invocation: DbtCliInvocation | None,
     outcome: InvocationOutcome,
+    *,
+    move_latest: bool = True,
 ) -> None:
     """Store artifacts, count down transient faults. Never raises: the run's own outcome
     (success or the dbt error being raised) must be what the user sees."""
@@ -398,6 +407,7 @@ def _finish(
             target_path=call.target_path,
             attempts=settings.upload_attempts,
             backoff_seconds=settings.upload_backoff_seconds,
+            move_latest=move_latest,
         )
         outcome.upload = report
         if report.complete:

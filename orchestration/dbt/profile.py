@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from orchestration.errors import ConfigurationError
 from orchestration.settings import Settings
 
 
@@ -54,15 +55,23 @@ def _render(value: Any, jinja: jinja2.Environment) -> Any:
     return value
 
 
+def _profile(settings: Settings) -> tuple[dict[str, Any], str, dict[str, Any], str]:
+    """(every profile of profiles.yml, the project's profile name, that profile, the target
+    dbt resolves: ``DBT_TARGET`` over the profile's default)."""
+    project = yaml.safe_load((settings.dbt_project_dir / "dbt_project.yml").read_text())
+    profile_name = str(project["profile"])
+    profiles = yaml.safe_load((settings.dbt_profiles_dir / "profiles.yml").read_text())
+    profile = profiles[profile_name]
+    jinja = _renderer({**os.environ, **settings.dbt_env()})
+    target = settings.dbt_target or str(_render(profile.get("target", "default"), jinja))
+    return profiles, profile_name, profile, target
+
+
 def resolve_warehouse(settings: Settings) -> Warehouse | None:
     """The resolved target of the project's profile; ``None`` if it cannot be read."""
     try:
-        project = yaml.safe_load((settings.dbt_project_dir / "dbt_project.yml").read_text())
-        profile_name = str(project["profile"])
-        profiles = yaml.safe_load((settings.dbt_profiles_dir / "profiles.yml").read_text())
-        profile = profiles[profile_name]
+        _, profile_name, profile, target = _profile(settings)
         jinja = _renderer({**os.environ, **settings.dbt_env()})
-        target = settings.dbt_target or str(_render(profile.get("target", "default"), jinja))
         output = profile["outputs"][target]
         adapter = str(_render(output.get("type", "?"), jinja))
         return Warehouse(adapter, _location(adapter, output, jinja, settings), target, profile_name)
@@ -85,3 +94,37 @@ def _location(
         return f"{host}/{database} schema {schema}"
     except (KeyError, jinja2.TemplateError):
         return "unresolved (see profiles.yml)"
+
+
+CI_TARGET_NAME = "orchestration_ci"
+"""The target slim CI adds to a copy of the profile when ``DBT_CI_TARGET`` is unset."""
+CI_SCHEMA = "ci"
+
+
+def write_ci_profile(settings: Settings, folder: Path) -> str:
+    """Write ``folder/profiles.yml``: the project's profiles plus target ``orchestration_ci``,
+    the production target with ``schema: ci``; return that target's name.
+
+    This is slim CI's default when ``DBT_CI_TARGET`` is unset: the same warehouse and
+    credentials as production, a ``ci`` schema next to the production one (dbt's own
+    ``generate_schema_name`` then puts custom schemas at ``ci_<custom>``). The copy keeps
+    every value unrendered (``env_var()`` and all), so dbt resolves it exactly as it does the
+    original; the user's profiles.yml is never edited. A profile whose production target
+    cannot be found raises, naming the setting that avoids the copy.
+    """
+    try:
+        profiles, profile_name, profile, target = _profile(settings)
+        output = dict(profile["outputs"][target])
+    except (OSError, KeyError, TypeError, yaml.YAMLError, jinja2.TemplateError) as error:
+        raise ConfigurationError(
+            f"Slim CI could not read the production target of {settings.dbt_profiles_dir}/"
+            f"profiles.yml ({type(error).__name__}: {error}); add a CI target to the profile "
+            "and name it in DBT_CI_TARGET."
+        ) from error
+    output["schema"] = CI_SCHEMA
+    profile = {**profile, "outputs": {**profile["outputs"], CI_TARGET_NAME: output}}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "profiles.yml").write_text(
+        yaml.safe_dump({**profiles, profile_name: profile}, sort_keys=False)
+    )
+    return CI_TARGET_NAME

@@ -214,6 +214,20 @@ def prepare_manifest(settings: Settings, *, force: bool = False) -> Path:
     return path
 
 
+def parse_into(settings: Settings, target_path: Path) -> dict[str, Any]:
+    """``dbt parse`` with ``settings``' profile and target into ``target_path``; its manifest.
+
+    For a target other than the one Definitions were built from (slim CI checks where its
+    target would write before it builds)."""
+    completed = _run_dbt(settings, "parse", "--target-path", str(target_path))
+    if completed.returncode != 0:
+        raise ConfigurationError(
+            f"`dbt parse` for target {settings.dbt_target} of {settings.dbt_project_dir} failed "
+            f"(exit {completed.returncode}); fix the target in profiles.yml.\n{_tail(completed)}"
+        )
+    return json.loads((target_path / "manifest.json").read_text())
+
+
 @functools.cache
 def _load_manifest_cached(path: str, mtime: float) -> dict[str, Any]:
     with open(path, "rb") as handle:

@@ -20,6 +20,7 @@ from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
 from orchestration.artifacts.run_results import RunResults, merge_run_results, parse_run_results
 from orchestration.artifacts.store import ArtifactStore, find_run_results_keys
+from orchestration.dbt.translator import unique_ids_by_asset_key
 from orchestration.errors import OrchestrationError, PlanError
 from orchestration.recovery import (
     AssetGraph,
@@ -35,6 +36,8 @@ from orchestration.recovery import (
 )
 from orchestration.tags import (
     CARRIED_OVER_METADATA_KEY,
+    CI_NO_STATE,
+    CI_STATE_TAG,
     PARENT_RUN_TAG,
     RESUME_RETRY_TAG,
     RETRY_OF_TAG,
@@ -256,7 +259,7 @@ def run_outcome(
     outcome = RunOutcome(
         run_id=run.run_id,
         status=status,
-        planned=frozenset(planned),
+        planned=frozenset(slim_ci_scope(run, planned, stored.results, asset_graph)),
         materialized=frozenset(materialized),
         checks=tuple(checks.values()),
         dbt_results=stored.results,
@@ -267,6 +270,34 @@ def run_outcome(
         resumes_chain=runs_recovery_plan(run) or carried_over,
     )
     return outcome, stored.warnings
+
+
+def slim_ci_selected(tags: Mapping[str, str], results: RunResults | None) -> frozenset[str] | None:
+    """The dbt nodes a slim CI run told dbt to build, ``None`` for any other run.
+
+    Dagster planned every ``ci/`` asset of a slim CI run; dbt was told ``state:modified+`` (or
+    a recovery's plan intersected with it), and the nodes it selected are exactly those in its
+    run_results. An unchanged model it never meant to build is not "planned and not
+    materialized": it stays production's, read by deferral. Without run_results (dbt died
+    first), or without a production state (everything was built): ``None``, all planned counts.
+    """
+    if tags.get(CI_STATE_TAG) in (None, "", CI_NO_STATE) or results is None:
+        return None
+    return frozenset(result.unique_id for result in results.results)
+
+
+def slim_ci_scope(
+    run: DagsterRun, planned: set[str], results: RunResults | None, asset_graph: BaseAssetGraph
+) -> set[str]:
+    """``planned`` without the assets a slim CI run never set out to build (above)."""
+    selected = slim_ci_selected(run.tags, results)
+    if selected is None:
+        return planned
+    by_key = {
+        key.to_user_string(): uid
+        for key, uid in unique_ids_by_asset_key(getattr(asset_graph, "assets_defs", ())).items()
+    }
+    return {key for key in planned if key not in by_key or by_key[key] in selected}
 
 
 RETRY_FROM_CONFIG_KEYS = ("retry_from_run_id", "retry_from_artifacts")

@@ -32,14 +32,15 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dagster import AssetKey, DagsterInstance, RunRequest
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
 from orchestration.artifacts.store import ArtifactStore
-from orchestration.history.runs import recovery_graph
+from orchestration.history.runs import recovery_graph, slim_ci_selected
 from orchestration.history.tick_state import (
+    FailureKind,
     QueryLog,
     RunEvidence,
     RunInfo,
@@ -88,6 +89,7 @@ from orchestration.retry_sensor.chains import (
     retry_tags,
 )
 from orchestration.settings import Settings
+from orchestration.tags import CI_STATE_TAG
 from orchestration.warehouse import warehouse_tags
 
 logger = logging.getLogger(__name__)
@@ -377,6 +379,8 @@ def read_tick(
 ) -> TickRead | None:
     """The tick state, then the retries of its chains; ``None`` when nothing is failed."""
     state = read_tick_state(instance, asset_graph, job_assets=job_assets, log=log)
+    evidence = EvidenceReader(instance, state.runs, open_store)
+    state = without_unselected_ci_assets(state, evidence, asset_graph)
     if not state.failed:
         return None
     graph = recovery_graph(asset_graph)
@@ -389,7 +393,7 @@ def read_tick(
         state=state,
         graph=graph,
         chains=chains,
-        evidence=EvidenceReader(instance, state.runs, open_store),
+        evidence=evidence,
         executable={
             key.to_user_string(): key
             for key in asset_graph.get_all_asset_keys()
@@ -402,6 +406,35 @@ def read_tick(
             root: graph.downstream(keys, include_self=False) for root, keys in failed_of.items()
         },
     )
+
+
+def without_unselected_ci_assets(
+    state: TickState, evidence: EvidenceReader, asset_graph: BaseAssetGraph
+) -> TickState:
+    """The tick state minus the ``ci/`` assets a failed slim CI run planned but never meant
+    to build (``history.runs.slim_ci_selected``): otherwise every unchanged model of a failed
+    CI run would look failed, and its retry would rebuild the change's whole neighbourhood.
+    Costs the evidence read (cached for the tick) of each failed slim CI run, none otherwise."""
+    ci_runs = sorted(
+        {
+            asset.run_id
+            for asset in state.failed.values()
+            if asset.kind is FailureKind.UNMATERIALIZED
+            and state.runs[asset.run_id].tags.get(CI_STATE_TAG)
+        }
+    )
+    if not ci_runs:
+        return state
+    found = evidence(ci_runs)
+    unique_ids = dbt_unique_ids_by_asset(asset_graph)
+    failed = {}
+    for key, asset in state.failed.items():
+        tags = state.runs[asset.run_id].tags
+        run = found.get(asset.run_id)
+        selected = None if run is None else slim_ci_selected(tags, run.dbt_results)
+        if selected is None or key not in unique_ids or unique_ids[key] in selected:
+            failed[key] = asset
+    return replace(state, failed=failed)
 
 
 # --- decide ----------------------------------------------------------------------------------

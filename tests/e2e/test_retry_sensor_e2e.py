@@ -141,7 +141,11 @@ def test_the_sensor_alone_recovers_a_transient_failure_rebuilding_only_what_fail
     from orchestration.definitions import build_definitions
 
     graph = build_definitions().resolve_asset_graph()
-    keys = [key for key in graph.get_all_asset_keys() if graph.get(key).is_executable]
+    keys = [
+        key
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).is_executable and key.path[0] != "ci"  # slim CI's copies: not built
+    ]
     with pipeline.instance() as instance:
         records = instance.get_asset_records(keys)
     by_key = {record.asset_entry.asset_key: record.asset_entry for record in records}

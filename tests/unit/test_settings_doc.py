@@ -69,6 +69,7 @@ COMPARED = {
 NOT_COMPARED = {
     "DBT_PROFILES_DIR": "documented as 'the project dir', checked below",
     "DBT_TARGET": "dbt's profile decides; Settings holds None",
+    "DBT_CI_TARGET": "unset: slim CI derives a target with schema `ci`; Settings holds None",
     "DBT_THREADS": "read by profiles.yml, not by Settings",
     "DBT_POSTGRES_HOST / _PORT / _USER / _PASSWORD / _DBNAME / _SCHEMA": "read by profiles.yml",
     "AWS_ENDPOINT_URL": "read by boto3",
@@ -116,6 +117,7 @@ def test_the_documented_defaults_are_the_defaults_load_settings_uses() -> None:
         assert type(actual) is type(expected) or kind == AS_PATH, name
     assert settings.dbt_profiles_dir == settings.dbt_project_dir
     assert settings.dbt_target is None
+    assert settings.dbt_ci_target is None
     assert settings.artifacts_extra_locations == ()
     assert settings.error_patterns_file is None
     assert settings.alert_webhook_url is None
