@@ -61,7 +61,9 @@ def _build_definitions() -> Definitions:
         assets=[
             *ingest,
             dbt_assets_def,
-            build_ci_dbt_assets(settings),
+            # Off by default: a second copy of every dbt asset costs load time in every
+            # process (run workers too), and a production UI shows each model twice.
+            *([build_ci_dbt_assets(settings)] if settings.slim_ci else []),
             *([report] if report else []),
         ],
         asset_checks=build_freshness_checks(manifest, ingested)

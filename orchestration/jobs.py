@@ -54,4 +54,4 @@ def build_jobs(settings: Settings) -> list[UnresolvedAssetJobDefinition]:
         "production_run_id, without_production_state (build_all | skip).",
         tags={PIPELINE_TAG: SLIM_CI, **warehouse_tags(settings)},
     )
-    return [daily, weekly, recover, slim_ci]
+    return [daily, weekly, recover, *([slim_ci] if settings.slim_ci else [])]

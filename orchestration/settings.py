@@ -27,6 +27,11 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "production target, schema `ci`",
         "dbt target `slim_ci` builds into (a target of the project's profile)",
     ),
+    "ORCHESTRATION_SLIM_CI": (
+        "0",
+        "1 = the `slim_ci` job and its `ci/…` copies of the dbt assets (doubles the dbt assets "
+        "the code location loads)",
+    ),
     "DBT_THREADS": ("4", "dbt threads (read by our profiles.yml)"),
     "DUCKDB_PATH": ("data/warehouse.duckdb", "DuckDB warehouse file"),
     "DBT_POSTGRES_HOST / _PORT / _USER / _PASSWORD / _DBNAME / _SCHEMA": (
@@ -116,6 +121,7 @@ class Settings:
     dbt_profiles_dir: Path
     dbt_target: str | None
     dbt_ci_target: str | None
+    slim_ci: bool
     duckdb_path: Path
     artifacts_uri: str
     faults_file: Path
@@ -225,6 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dbt_profiles_dir=_path(env, "DBT_PROFILES_DIR", project_dir),
         dbt_target=env.get("DBT_TARGET") or None,
         dbt_ci_target=env.get("DBT_CI_TARGET") or None,
+        slim_ci=_bool(env, "ORCHESTRATION_SLIM_CI", False),
         duckdb_path=_path(env, "DUCKDB_PATH", REPO_ROOT / "data" / "warehouse.duckdb"),
         artifacts_uri=artifacts_uri,
         faults_file=_path(env, "ORCHESTRATION_FAULTS_FILE", REPO_ROOT / "data" / "faults.json"),

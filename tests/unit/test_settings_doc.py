@@ -45,6 +45,7 @@ COMPARED = {
     "ORCHESTRATION_ARTIFACTS_URI": ("artifacts_uri", AS_PATH),
     "ORCHESTRATION_FAULTS_FILE": ("faults_file", AS_PATH),
     "ORCHESTRATION_FAULTS_ENABLED": ("faults_enabled", AS_BOOL),
+    "ORCHESTRATION_SLIM_CI": ("slim_ci", AS_BOOL),
     "ORCHESTRATION_DBT_COMMAND_TIMEOUT_SECONDS": ("dbt_command_timeout_seconds", AS_FLOAT),
     "ORCHESTRATION_DAILY_CRON": ("daily_cron", AS_TEXT),
     "ORCHESTRATION_WEEKLY_CRON": ("weekly_cron", AS_TEXT),
