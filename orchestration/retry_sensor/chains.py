@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestration.artifacts.run_results import MODEL_ERROR_STATUSES, NodeResult
+from orchestration.history.runs import DBT_OP_NAME, runs_full_refresh
 from orchestration.history.tick_state import FailedAsset, FailureKind, RunEvidence, RunInfo
 from orchestration.recovery import AssetGraph, AssetState, Reason, RetryPlan
 from orchestration.recovery.policy import Decision
@@ -31,8 +32,6 @@ SENSOR_NAME = "retry_failed_assets_sensor"
 PLAN_SUMMARY_MAX_CHARS = 200
 PLAN_REASONS_MAX_BYTES = 4096
 DETAIL_MAX_CHARS = 200
-FULL_REFRESH_JOBS = frozenset({"weekly_full_refresh"})
-DBT_OP_NAME = "dbt_models"  # orchestration.dbt.assets.DBT_OP_NAME, without importing dbt here
 
 _DIRECT_REASONS = frozenset({Reason.ERRORED, Reason.CHECK_FAILED, Reason.CHECK_NOT_EXECUTED})
 
@@ -208,10 +207,7 @@ def _dump(document: Mapping[str, Any]) -> str:
 
 def is_full_refresh(run: RunInfo) -> bool:
     """Whether the failed run rebuilt with ``--full-refresh`` (so its retry must too)."""
-    if run.job_name in FULL_REFRESH_JOBS or run.tags.get(FULL_REFRESH_TAG) == "true":
-        return True
-    config = (run.run_config.get("ops") or {}).get(DBT_OP_NAME) or {}
-    return bool((config.get("config") or {}).get("full_refresh"))
+    return runs_full_refresh(run.job_name, run.tags, run.run_config)
 
 
 def retry_tags(
