@@ -14,17 +14,22 @@ The op is recovery-aware. It decides which dbt nodes to run, in this order:
 
 import functools
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetsDefinition, Config, Output
 from dagster_dbt import dbt_assets
 from pydantic import Field
 
+from orchestration.artifacts.store import ArtifactStore
+from orchestration.dbt import argv
 from orchestration.dbt.invocation import InvocationOutcome, stream_staged
+from orchestration.dbt.microbatch import BatchPhase
 from orchestration.dbt.project import load_manifest
-from orchestration.dbt.selection import choose_selection
+from orchestration.dbt.selection import SelectionChoice, choose_selection
 from orchestration.dbt.stages import Edge, StagePlan, plan_stages
 from orchestration.dbt.translator import LayeredTranslator, unique_ids_by_asset_key
+from orchestration.history.runs import dbt_node_index
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import Settings, load_settings
 
@@ -79,6 +84,56 @@ def stage_plan(manifest: dict[str, Any], assets_def: AssetsDefinition) -> StageP
     return plan_stages(manifest, dagster_edges(assets_def))
 
 
+def default_event_time(settings: Settings, manifest: dict[str, Any]) -> tuple[str, str] | None:
+    """The ingested days as the event-time window of a normal build, for projects that have
+    microbatch models (others get no ``--event-time-*`` flags at all)."""
+    if not dbt_node_index(manifest, translator()).microbatch:
+        return None
+    return argv.event_time_window(settings.microbatch_days, datetime.now(UTC).date())
+
+
+def run_choice(
+    context: AssetExecutionContext,
+    choice: SelectionChoice,
+    *,
+    settings: Settings,
+    manifest: dict[str, Any],
+    store: ArtifactStore,
+    full_refresh: bool,
+    fail_fast: bool,
+) -> Iterator[Any]:
+    """The failed microbatch windows first (``orchestration.dbt.microbatch``), then one build of
+    the rest; what lies below a model whose windows failed again is left out, as dbt would
+    skip it, and the step then fails with that dbt error."""
+    invocation: dict[str, Any] = {
+        "settings": settings,
+        "manifest": manifest,
+        "translator": translator(),
+        "store": store,
+    }
+    stages = stage_plan(manifest, context.assets_def)
+    batches = BatchPhase(choice.batch_windows)
+    yield from batches.stream(context, **invocation)
+    selection = choice.selection
+    if batches.failed and selection.unique_ids is not None:
+        blocked = stages.downstream(batches.failed)
+        selection = argv.Selection(tuple(u for u in selection.unique_ids if u not in blocked))
+        context.log.info(f"Left out below {', '.join(sorted(batches.failed))}: batches failed")
+    if not selection.is_empty:
+        yield from stream_staged(
+            context,
+            stages=stages,
+            selection=selection,
+            full_refresh=full_refresh,
+            fail_fast=fail_fast,
+            event_time=default_event_time(settings, manifest),
+            outcome=InvocationOutcome(),
+            **invocation,
+        )
+    if batches.error is not None:
+        raise batches.error
+
+
 def build_dbt_assets(settings: Settings) -> Any:
     """The dbt assets for ``settings.dbt_project_dir`` (manifest prepared if stale)."""
     # Parsed when missing or stale; the dict is handed to dagster-dbt so the (large) manifest
@@ -108,21 +163,17 @@ def build_dbt_assets(settings: Settings) -> Any:
         )
         for line in choice.log_lines:
             context.log.info(line)
-        if choice.selection.is_empty:
+        if choice.is_empty:
             context.log.info("Nothing to run: every selected dbt node already succeeded.")
         else:
-            outcome = InvocationOutcome()
-            for event in stream_staged(
+            for event in run_choice(
                 context,
-                stages=stage_plan(manifest, context.assets_def),
+                choice,
                 settings=run_settings,
                 manifest=manifest,
-                translator=translator(),
                 store=store,
-                selection=choice.selection,
-                full_refresh=config.full_refresh,
+                full_refresh=config.full_refresh or choice.full_refresh,
                 fail_fast=config.fail_fast,
-                outcome=outcome,
             ):
                 if isinstance(event, Output) and choice.rebuilt_metadata:
                     key = context.asset_key_for_output(event.output_name)
