@@ -7,6 +7,11 @@ downstream is skipped. Each path is then asserted on its recovery run's own stor
 run_results.json: the model's ``batch_results.successful`` holds exactly the failed batches,
 its downstream ran, and afterwards the table holds the right rows for every day.
 
+The same run also fails the append-only ``fct_fx_rate_snapshots`` (one row per currency per
+build): a daily run is incremental, so each recovery appends one build's rows instead of
+starting the history over with ``--full-refresh`` (the weekly job's case is in
+``test_full_refresh_recovery.py``).
+
 The sensor is evaluated first (it works from the latest asset state, which the other paths
 repair); its retry hits the twice-failing day again, and a *From failure* of that retry
 continues the chain with the one batch still failed.
@@ -37,6 +42,8 @@ WINDOW_DAYS = 120
 TODAY = datetime.now(UTC).date()
 ONCE = (TODAY - timedelta(days=90)).isoformat()  # fails in the scheduled run only
 TWICE = (TODAY - timedelta(days=30)).isoformat()  # fails in the run and in the first retry
+APPEND_ONLY = "fct_fx_rate_snapshots"
+ROWS_PER_BUILD_SQL = "select count(distinct quote_currency) from raw_fx.exchange_rates"
 ROWS_PER_DAY_SQL = f"""
     select cast(rate_date as varchar), count(*) from main.{MODEL} group by 1
     except
@@ -75,6 +82,16 @@ def ran(pipeline: Pipeline, run_id: str) -> set[str]:
     }
 
 
+def snapshot_rows(pipeline: Pipeline) -> int:
+    """Rows of the append-only model; 0 while it has never been built."""
+    tables = pipeline.query(
+        f"select count(*) from information_schema.tables where table_name = '{APPEND_ONLY}'"
+    )
+    if tables != [(1,)]:
+        return 0
+    return pipeline.query(f"select count(*) from main.{APPEND_ONLY}")[0][0]
+
+
 def rebuilt_batches(pipeline: Pipeline, run_id: str) -> Any:
     with pipeline.instance() as instance:
         for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
@@ -103,6 +120,7 @@ def failed_run(
         faults = pipeline.faults()
         faults.inject(MODEL, batch=ONCE, times=1)
         faults.inject(MODEL, batch=TWICE, times=2)
+        faults.inject(APPEND_ONLY, times=1)
         failed = pipeline.run_job("daily_pipeline")
         assert not failed.success
         yield FailedRun(pipeline, failed.run_id)
@@ -119,6 +137,7 @@ def test_one_faulted_day_fails_only_its_batch_and_skips_the_downstream(
     assert len(result["successful"]) == WINDOW_DAYS - 2  # a 100-plus-batch model
     assert not ran(pipeline, failed_run.run_id) & model_descendants(MODEL)  # skipped
     assert [f.batch for f in pipeline.faults().list()] == [TWICE]  # ONCE spent, TWICE: 1 left
+    assert snapshot_rows(pipeline) == 0  # it errored: no table yet
 
 
 def test_plan_names_the_failed_windows_with_reason_batches_failed(failed_run: FailedRun) -> None:
@@ -141,6 +160,7 @@ def test_sensor_retry_reruns_only_the_failed_batches_and_a_chained_retry_the_res
     request = tick.run_requests[0]
     assert {MODEL, *model_descendants(MODEL)} <= selected(request)
     assert MODEL in request.tags["orchestration/plan_batches"]
+    assert "orchestration/full_refresh" not in request.tags  # a daily run: incremental
     retry = execute_retry(pipeline, request)
     assert not retry.success  # TWICE fails a second time
     result = model_result(pipeline, retry.run_id)
@@ -163,6 +183,7 @@ def test_every_path_reruns_exactly_the_failed_batches_plus_downstream(
     failed_run: FailedRun, path: str
 ) -> None:
     pipeline = failed_run.pipeline
+    rows_before = snapshot_rows(pipeline)
     if path == "recover_from_artifacts":
         config = {"ops": {"dbt_models": {"config": {"retry_from_run_id": failed_run.run_id}}}}
         recovery = pipeline.run_job("recover_from_artifacts", run_config=config)
@@ -176,6 +197,9 @@ def test_every_path_reruns_exactly_the_failed_batches_plus_downstream(
     assert model_descendants(MODEL) <= ran(pipeline, recovery.run_id)
     assert rebuilt_batches(pipeline, recovery.run_id)["batches"] == 2
     assert pipeline.query(ROWS_PER_DAY_SQL) == []
+    # Incremental, as the daily run was: one more build's rows, not a fresh history.
+    per_build = pipeline.query(ROWS_PER_BUILD_SQL)[0][0]
+    assert snapshot_rows(pipeline) == rows_before + per_build
 
 
 def from_asset_failure(pipeline: Pipeline, run_id: str) -> Any:
