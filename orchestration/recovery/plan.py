@@ -555,6 +555,10 @@ class _RunView:
             unique_id=result.unique_id,
             run_id=self.run.run_id,
         )
+        if why_whole is None and self.run.full_refresh and not result.batches_succeeded:
+            # A full refresh whose first batch failed never recreated the table (dbt then
+            # fails every batch): only a whole --full-refresh rebuild does what it meant to.
+            why_whole = "no batch of this full refresh succeeded, so the table was not recreated"
         if why_whole is not None:
             return Reason.BATCHES_FAILED, f"{detail}; rebuilt whole: {why_whole}", ()
         return Reason.BATCHES_FAILED, detail, windows

@@ -137,6 +137,15 @@ def test_artifacts_of_a_full_refresh_plan_a_full_refresh_and_the_summary_says_so
     assert incremental.batch_windows == {}  # no manifest given: rebuilt whole
 
 
+def test_a_full_refresh_whose_every_batch_failed_is_rebuilt_whole() -> None:
+    every = outcome("r1", results(ok=[], failed=[1, 2, 3]), full_refresh=True)
+    daily = next(a for a in plan_run_chain(GRAPH, [every], index=INDEX).assets if a.key == DAILY)
+    assert daily.batches == () and "table was not recreated" in daily.detail
+    incremental = outcome("r1", results(ok=[], failed=[1, 2, 3]))
+    plan = plan_run_chain(GRAPH, [incremental], index=INDEX)
+    assert plan.batch_windows[DAILY][0].batches == 3  # every batch, incrementally: the same
+
+
 def test_a_run_that_full_refreshed_makes_its_chain_full_refresh() -> None:
     first = outcome("r1", results(ok=[1], failed=[2]), full_refresh=True)
     assert plan_run_chain(GRAPH, [first], index=INDEX).full_refresh is True
