@@ -19,6 +19,7 @@ continues the chain with the one batch still failed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,7 +121,8 @@ def failed_run(
         faults = pipeline.faults()
         faults.inject(MODEL, batch=ONCE, times=1)
         faults.inject(MODEL, batch=TWICE, times=2)
-        faults.inject(APPEND_ONLY, times=1)
+        # An unclassified message: the sensor must find the transient batch errors itself.
+        faults.inject(APPEND_ONLY, times=1, message=f"injected fault in {APPEND_ONLY}, no cause")
         failed = pipeline.run_job("daily_pipeline")
         assert not failed.success
         yield FailedRun(pipeline, failed.run_id)
@@ -156,9 +158,12 @@ def test_sensor_retry_reruns_only_the_failed_batches_and_a_chained_retry_the_res
 ) -> None:
     pipeline = failed_run.pipeline
     tick = SensorDriver(pipeline).tick()
-    assert len(tick.run_requests) == 1, tick.skip_message
+    assert len(tick.run_requests) == 1, tick.skip_message  # batch errors classified transient
     request = tick.run_requests[0]
     assert {MODEL, *model_descendants(MODEL)} <= selected(request)
+    assert json.loads(request.tags["orchestration/plan_reasons"])["reasons"][MODEL] == (
+        "batches_failed"
+    )
     assert MODEL in request.tags["orchestration/plan_batches"]
     assert "orchestration/full_refresh" not in request.tags  # a daily run: incremental
     retry = execute_retry(pipeline, request)
