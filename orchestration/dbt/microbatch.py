@@ -10,8 +10,8 @@ succeeded, with the windows in ``orchestration/rebuilt_batches``. If a window fa
 is not done: nothing downstream of it runs, and the step fails with dbt's error after the rest.
 
 Windows never run with ``--full-refresh``: the failed run already rebuilt the table (its first
-batch creates it, and a failed first batch fails every batch, so no window is narrowed then),
-and a full refresh of one window would replace the table with that window alone.
+batch creates it; a full refresh in which no batch succeeded is planned whole instead), and a
+full refresh of one window would replace the table with that window alone.
 """
 
 from __future__ import annotations
