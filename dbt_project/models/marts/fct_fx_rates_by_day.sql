@@ -6,8 +6,11 @@
         batch_size='day',
         begin='2026-08-01',
         concurrent_batches=true,
+        unique_key=(none if target.type == 'duckdb' else 'rate_key'),
     )
 }}
+-- unique_key: dbt-postgres implements microbatch as a merge and requires one; dbt-duckdb
+-- (delete+insert on event_time) refuses one.
 -- Published EUR-based rates, one microbatch per day (dbt reads only that day of the
 -- staging view: it has `event_time: rate_date`). The orchestration passes the ingested
 -- window as --event-time-start/--event-time-end (ORCHESTRATION_MICROBATCH_WINDOW_DAYS), so
