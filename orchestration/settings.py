@@ -61,6 +61,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "ORCHESTRATION_TIMEZONE": ("UTC", "timezone of both schedules"),
     "ORCHESTRATION_SCHEDULES_RUNNING": ("0", "1 = schedules start enabled"),
     "ORCHESTRATION_FX_DAYS": ("120", "days of exchange rates the ingestion generates"),
+    "ORCHESTRATION_MICROBATCH_DAYS": (
+        "120",
+        "dbt microbatch models build this many days up to today (UTC) per run; 0 = dbt decides",
+    ),
     "ORCHESTRATION_CRM_COMPANIES": ("40", "companies the CRM ingestion generates"),
     "ORCHESTRATION_CRM_DEALS": ("400", "deals the CRM ingestion generates"),
     "ORCHESTRATION_REPORT_MODEL": (
@@ -133,6 +137,7 @@ class Settings:
     timezone: str
     schedules_running: bool
     fx_days: int
+    microbatch_days: int
     crm_companies: int
     crm_deals: int
     report_model: str
@@ -249,6 +254,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         timezone=env.get("ORCHESTRATION_TIMEZONE") or "UTC",
         schedules_running=_bool(env, "ORCHESTRATION_SCHEDULES_RUNNING", False),
         fx_days=_int(env, "ORCHESTRATION_FX_DAYS", 120, minimum=1),
+        microbatch_days=_int(env, "ORCHESTRATION_MICROBATCH_DAYS", 120, minimum=0),
         crm_companies=_int(env, "ORCHESTRATION_CRM_COMPANIES", 40, minimum=1),
         crm_deals=_int(env, "ORCHESTRATION_CRM_DEALS", 400, minimum=1),
         report_model=env.get("ORCHESTRATION_REPORT_MODEL") or "fct_revenue_by_owner",

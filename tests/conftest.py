@@ -178,6 +178,10 @@ def make_pipeline(
     # `dbt source freshness` costs a dbt start-up (~5 s) per run; the test that checks it
     # turns it back on.
     monkeypatch.setenv("ORCHESTRATION_SOURCE_FRESHNESS", "0")
+    # Each microbatch is one query and a few dbt events (~50 ms); 120 daily batches add ~6 s
+    # to every daily_pipeline run. A week keeps the model real and the suite fast; the
+    # batch-recovery proofs set the full 120-day window themselves.
+    monkeypatch.setenv("ORCHESTRATION_MICROBATCH_DAYS", "7")
     monkeypatch.delenv("DBT_PROJECT_DIR", raising=False)
     monkeypatch.delenv("DBT_TARGET", raising=False)
     reset_caches()

@@ -1,4 +1,4 @@
-"""Figure 7: what one event costs the instance, and what the embedded defaults change.
+"""Figure 8: what one event costs the instance, and what the embedded defaults change.
 
 The levers of ``orchestration/instance/``, measured side by side on one machine: Dagster's stock
 SQLite event log, the project's ``EmbeddedSqliteEventLogStorage`` (one engine per shard, batched

@@ -8,6 +8,10 @@
   var('orchestration_test_faults', {})   {model name or unique_id: message}
       Every error-severity generic data test attached to that model fails (status
       `fail`), by overriding dbt's test SQL wrapper below.
+  var('orchestration_batch_faults', {})  {model name or unique_id: {YYYY-MM-DD: message}}
+      Only the microbatches of that day fail, with a genuine database error: a microbatch
+      model ends its select with `{{ orchestration_batch_fault_guard() }}` (dbt runs a
+      model's pre-hook for its first batch only, so a hook cannot fail one batch).
   With neither var set, both render exactly what dbt would render without them.
 -#}
 
@@ -38,6 +42,43 @@
   {%- if message is not none -%}
     {{ adapter.dispatch('orchestration_raise_error')(message) }}
   {%- endif -%}
+{%- endmacro %}
+
+
+{% macro orchestration_batch_fault_guard() -%}
+  {#- Inside a microbatch model's SQL: a `where` that raises a database error for a faulted
+      batch, nothing otherwise. `model.batch` is dbt's BatchContext (dbt >= 1.9), set only
+      while a batch is compiled; its `id` is the batch start without dashes (20260915, or
+      20260915T13 for hourly batches), so a day's fault matches every batch of that day. -#}
+  {%- set faults = var('orchestration_batch_faults', {}) -%}
+  {%- set batch = model.get('batch') if model is mapping else model.batch -%}
+  {%- if faults and batch -%}
+    {%- set by_day = faults.get(model.unique_id) or faults.get(model.name) or {} -%}
+    {%- for day, message in by_day.items() -%}
+      {%- if (batch.get('id') if batch is mapping else batch.id).startswith(day | replace('-', '')) %}
+where {{ adapter.dispatch('orchestration_fault_predicate')(message) }}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+{%- endmacro %}
+
+
+{% macro default__orchestration_fault_predicate(message) -%}
+  {{ exceptions.raise_compiler_error(
+      "orchestration_batch_faults is not supported on adapter " ~ target.type
+      ~ "; add a " ~ target.type ~ "__orchestration_fault_predicate macro") }}
+{%- endmacro %}
+
+
+{% macro duckdb__orchestration_fault_predicate(message) -%}
+  error(decode(unhex('{{ orchestration_fault_hex(message) }}'))) is null
+{%- endmacro %}
+
+
+{% macro postgres__orchestration_fault_predicate(message) -%}
+  {#- PostgreSQL has no error(): a failed cast of the message is a genuine database error
+      that carries it (`invalid input syntax for type integer: "<message>"`). -#}
+  cast(convert_from(decode('{{ orchestration_fault_hex(message) }}', 'hex'), 'UTF8') as integer) is not null
 {%- endmacro %}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from orchestration.errors import RunResultsError
@@ -53,6 +53,11 @@ class NodeResult:
     message: str | None = None
     execution_time_s: float = 0.0
     failures: int | None = None
+    batches_succeeded: tuple[tuple[str, str], ...] = ()
+    """Microbatch models: ``batch_results.successful``, (event_time_start, event_time_end)."""
+    batches_failed: tuple[tuple[str, str], ...] = ()
+    """Microbatch models: ``batch_results.failed`` (errored, and skipped after the first
+    batch failed)."""
 
     @property
     def cut_off_by_fail_fast(self) -> bool:
@@ -75,6 +80,16 @@ class NodeResult:
             "message": self.message,
             "execution_time": self.execution_time_s,
             "failures": self.failures,
+            **(
+                {
+                    "batch_results": {
+                        "successful": [list(b) for b in self.batches_succeeded],
+                        "failed": [list(b) for b in self.batches_failed],
+                    }
+                }
+                if self.batches_succeeded or self.batches_failed
+                else {}
+            ),
         }
 
 
@@ -154,8 +169,8 @@ def merge_run_results(parts: Sequence[RunResults]) -> RunResults:
     merged: dict[str, NodeResult] = {}
     for part in parts:
         for result in part.results:
-            merged.pop(result.unique_id, None)
-            merged[result.unique_id] = result
+            earlier = merged.pop(result.unique_id, None)
+            merged[result.unique_id] = merge_batches(earlier, result) if earlier else result
     last = parts[-1]
     return RunResults(
         invocation_id=last.invocation_id,
@@ -166,6 +181,32 @@ def merge_run_results(parts: Sequence[RunResults]) -> RunResults:
         elapsed_time_s=sum(part.elapsed_time_s for part in parts),
         results=tuple(merged.values()),
         schema_version=last.schema_version,
+    )
+
+
+def merge_batches(earlier: NodeResult, later: NodeResult) -> NodeResult:
+    """A microbatch model run in several invocations of one run (one per event-time window):
+    each batch's latest outcome holds, and the status follows from all of them as dbt derives
+    it (``success`` / ``partial success`` / ``error``). Other nodes: the later result wins."""
+    if not (earlier.batches_succeeded or earlier.batches_failed):
+        return later
+    if not (later.batches_succeeded or later.batches_failed):
+        return later
+    outcome = {batch: True for batch in earlier.batches_succeeded}
+    outcome.update({batch: False for batch in earlier.batches_failed})
+    outcome.update({batch: True for batch in later.batches_succeeded})
+    outcome.update({batch: False for batch in later.batches_failed})
+    succeeded = tuple(sorted(batch for batch, ok in outcome.items() if ok))
+    failed = tuple(sorted(batch for batch, ok in outcome.items() if not ok))
+    status = "success" if not failed else "partial success" if succeeded else "error"
+    message = later.message if status == later.status else status.upper()
+    return replace(
+        later,
+        status=status,
+        message=message,
+        execution_time_s=earlier.execution_time_s + later.execution_time_s,
+        batches_succeeded=succeeded,
+        batches_failed=failed,
     )
 
 
@@ -231,6 +272,9 @@ def _results(raw_results: Iterable[object], *, source: str) -> Iterable[NodeResu
         failures = raw.get("failures")
         if isinstance(failures, bool) or not isinstance(failures, int):
             failures = None
+        batch_results = raw.get("batch_results")
+        if not isinstance(batch_results, Mapping):
+            batch_results = {}
         yield NodeResult(
             unique_id=unique_id,
             resource_type=resource_type_of(unique_id),
@@ -238,7 +282,23 @@ def _results(raw_results: Iterable[object], *, source: str) -> Iterable[NodeResu
             message=message if isinstance(message, str) else None,
             execution_time_s=_number(raw.get("execution_time")),
             failures=failures,
+            batches_succeeded=_batches(batch_results.get("successful")),
+            batches_failed=_batches(batch_results.get("failed")),
         )
+
+
+def _batches(value: object) -> tuple[tuple[str, str], ...]:
+    """``[[start, end], …]`` as tuples; anything malformed is left out (no batch recovery for
+    it: the model is then rebuilt whole, never narrowed on a guess)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        (item[0], item[1])
+        for item in value
+        if isinstance(item, list | tuple)
+        and len(item) == 2
+        and all(isinstance(part, str) and part for part in item)
+    )
 
 
 def _required_text(raw: Mapping[str, object], name: str, *, position: int, source: str) -> str:

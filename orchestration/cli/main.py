@@ -130,9 +130,12 @@ def cmd_faults(args: argparse.Namespace) -> int:
             times=args.times,
             target="test" if args.test else "model",
             message=args.message,
+            batch=args.batch,
         )
         how = f"its next {fault.remaining} execution(s)" if fault.transient else "every run"
         what = "its error-severity tests fail" if args.test else "it fails"
+        if fault.batch:
+            what = f"its microbatch of {fault.batch} fails"
         print(f"Injected: {fault.model} — {what} for {how} ({store.path}).")
         print(f"  message: {fault.message}")
     elif args.faults_command == "clear":
@@ -146,7 +149,8 @@ def cmd_faults(args: argparse.Namespace) -> int:
             print("No faults injected.")
         for fault in faults:
             left = "permanent" if fault.remaining is None else f"{fault.remaining} left"
-            print(f"{fault.model:<40} {fault.target:<6} {left:<10} {fault.message}")
+            target = f"batch {fault.batch}" if fault.batch else fault.target
+            print(f"{fault.model:<40} {target:<16} {left:<10} {fault.message}")
     return 0
 
 
@@ -174,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     inject.add_argument("--times", type=int, help="fail only the next N executions")
     inject.add_argument("--test", action="store_true", help="fail MODEL's data tests instead")
     inject.add_argument("--message", help="error text (default: realistic per fault kind)")
+    inject.add_argument(
+        "--batch",
+        metavar="YYYY-MM-DD",
+        help="fail only this day's microbatches of MODEL (a dbt microbatch model)",
+    )
     clear = fsub.add_parser("clear", help="remove faults (all, or one model's)")
     clear.add_argument("model", nargs="?")
     listing = fsub.add_parser("list", help="show active faults")

@@ -22,6 +22,8 @@ def render_table(plan: RetryPlan) -> str:
         detail = asset.detail
         if asset.caused_by:
             detail = f"{detail} (caused by {', '.join(asset.caused_by)})"
+        if asset.batches:
+            detail = f"{detail} [re-runs only these microbatch windows]"
         rows.append(("re-run", asset.key, asset.reason.value, detail))
     for carried in plan.carried_over:
         rows.append(("keep", carried.key, "succeeded", f"in run {carried.run_id}"))
@@ -30,9 +32,16 @@ def render_table(plan: RetryPlan) -> str:
         f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
         for row in rows
     ]
+    refresh = (
+        "yes: the failed run was a full refresh, so the retry passes --full-refresh"
+        " (not for re-run microbatch windows)"
+        if plan.full_refresh
+        else "no (an incremental run: models build incrementally, as in the failed run)"
+    )
     header = [
         f"Plan for run {plan.parent_run_id} (chain root {plan.root_run_id})",
         plan.summary(),
+        f"Full refresh: {refresh}",
         "",
     ]
     footer = [f"warning: {w}" for w in plan.warnings]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 SELECTOR_NAME = "orchestration_selection"
@@ -97,6 +98,7 @@ def build_args(
     target: str | None = None,
     indirect_selection: str | None = None,
     state_modified: bool = False,
+    event_time: tuple[str, str] | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """dbt arguments (without the executable) for one invocation.
@@ -106,6 +108,9 @@ def build_args(
     intersected with it (``state:modified+,fqn:…``). A recovery of a slim CI run selects
     from Dagster's view of the CI assets, which includes the unchanged ones the first run
     never built; the intersection keeps every retry to changed nodes and their downstream.
+    ``event_time`` (start inclusive, end exclusive) bounds the batches of every microbatch
+    model the invocation builds: the ingested window on a normal run, one failed window when
+    a recovery re-runs only a model's failed batches.
     """
     args = [command]
     if selection.unique_ids is None and state_modified:
@@ -124,9 +129,35 @@ def build_args(
         args.append("--full-refresh")
     if fail_fast:
         args.append("--fail-fast")
+    if event_time is not None:
+        start, end = (dbt_event_time(moment) for moment in event_time)
+        args += ["--event-time-start", start, "--event-time-end", end]
     if dbt_vars:
         args += ["--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
     if target:
         args += ["--target", target]
     args += list(extra)
     return args
+
+
+def dbt_event_time(moment: str) -> str:
+    """An ISO timestamp as dbt's ``--event-time-*`` flags accept it: no UTC offset (click's
+    DateTime takes ``%Y-%m-%d``, ``%Y-%m-%dT%H:%M:%S`` only; dbt reads a naive value as UTC,
+    which is how run_results.json writes batches: ``2026-09-02T00:00:00+00:00``)."""
+    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def event_time_window(days: int, today: date) -> tuple[str, str] | None:
+    """The ``days`` days up to and including ``today`` as an event-time window, or None (0
+    days: dbt decides, from ``begin`` on an empty table, else the last batches + lookback).
+
+    Our ingestion rewrites every day of its window on each run, so each run rebuilds the same
+    days, and batches do not depend on the hour a run starts (dbt's default end is "now").
+    """
+    if days <= 0:
+        return None
+    first = today - timedelta(days=days - 1)
+    return first.isoformat(), (today + timedelta(days=1)).isoformat()

@@ -14,6 +14,7 @@ The op is recovery-aware. It decides which dbt nodes to run, in this order:
 
 import functools
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetsDefinition, Config, Output
@@ -21,11 +22,14 @@ from dagster_dbt import DagsterDbtTranslator, dbt_assets
 from pydantic import Field
 
 from orchestration.artifacts.store import ArtifactStore
+from orchestration.dbt import argv
 from orchestration.dbt.invocation import InvocationOutcome, stream_staged
+from orchestration.dbt.microbatch import BatchPhase
 from orchestration.dbt.project import load_manifest
 from orchestration.dbt.selection import SelectionChoice, choose_selection
 from orchestration.dbt.stages import Edge, StagePlan, plan_stages
 from orchestration.dbt.translator import LayeredTranslator, unique_ids_by_asset_key
+from orchestration.history.runs import dbt_node_index
 from orchestration.resources import ArtifactStoreResource
 from orchestration.settings import Settings, load_settings
 from orchestration.slim_ci.state import record_if_production
@@ -111,7 +115,7 @@ def apply_choice(
     why it was rebuilt, then yield the Outputs of the carried-over assets."""
     if choice.log_lines:  # one event: each log line is a write to the event log
         context.log.info("\n".join(choice.log_lines))
-    if choice.selection.is_empty:
+    if choice.is_empty:
         context.log.info("Nothing to run: every selected dbt node already succeeded.")
     else:
         for event in execute(choice):
@@ -122,6 +126,57 @@ def apply_choice(
                     event = event.with_metadata({**event.metadata, **extra})
             yield event
     yield from choice.carried_over_outputs(context)
+
+
+def default_event_time(settings: Settings, manifest: dict[str, Any]) -> tuple[str, str] | None:
+    """The ingested days as the event-time window of a normal build, for projects that have
+    microbatch models (others get no ``--event-time-*`` flags at all)."""
+    if not dbt_node_index(manifest, translator()).microbatch:
+        return None
+    return argv.event_time_window(settings.microbatch_days, datetime.now(UTC).date())
+
+
+def build_choice(
+    context: AssetExecutionContext,
+    choice: SelectionChoice,
+    *,
+    settings: Settings,
+    manifest: dict[str, Any],
+    translator: DagsterDbtTranslator,
+    store: ArtifactStore,
+    **flags: Any,
+) -> Iterator[Any]:
+    """Run a chosen selection locally: the failed microbatch windows first
+    (``orchestration.dbt.microbatch``), then one build of the rest, stage by stage; what lies
+    below a model whose windows failed again is left out, as dbt would skip it, and the step
+    then fails with that dbt error. ``flags`` go to the build (``full_refresh``, ``fail_fast``;
+    slim CI adds ``state_modified``, ``extra``, ``move_latest``)."""
+    invocation: dict[str, Any] = {
+        "settings": settings,
+        "manifest": manifest,
+        "translator": translator,
+        "store": store,
+    }
+    stages = stage_plan(manifest, context.assets_def)
+    batches = BatchPhase(choice.batch_windows)
+    yield from batches.stream(context, **invocation)
+    selection = choice.selection
+    if batches.failed and selection.unique_ids is not None:
+        blocked = stages.downstream(batches.failed)
+        selection = argv.Selection(tuple(u for u in selection.unique_ids if u not in blocked))
+        context.log.info(f"Left out below {', '.join(sorted(batches.failed))}: batches failed")
+    if not selection.is_empty:
+        yield from stream_staged(
+            context,
+            stages=stages,
+            selection=selection,
+            event_time=default_event_time(settings, manifest),
+            outcome=InvocationOutcome(),
+            **invocation,
+            **flags,
+        )
+    if batches.error is not None:
+        raise batches.error
 
 
 def build_dbt_assets(settings: Settings) -> Any:
@@ -145,17 +200,15 @@ def build_dbt_assets(settings: Settings) -> Any:
         store = artifacts.open()
 
         def execute(choice: SelectionChoice) -> Iterator[Any]:
-            return stream_staged(
+            return build_choice(
                 context,
-                stages=stage_plan(manifest, context.assets_def),
+                choice,
                 settings=run_settings,
                 manifest=manifest,
                 translator=translator(),
                 store=store,
-                selection=choice.selection,
-                full_refresh=config.full_refresh,
+                full_refresh=config.full_refresh or choice.full_refresh,
                 fail_fast=config.fail_fast,
-                outcome=InvocationOutcome(),
             )
 
         yield from run_recovery_aware(context, config, store, manifest, execute)
@@ -176,20 +229,17 @@ def run_choice(
     store: ArtifactStore,
     **flags: Any,
 ) -> Iterator[Any]:
-    """Run an already chosen selection locally, stage by stage (``apply_choice``). ``flags`` go
-    to every invocation (``full_refresh``, ``fail_fast``; slim CI adds ``state_modified``,
-    ``extra``, ``move_latest``). Raises the first dbt error after streaming everything."""
+    """``apply_choice`` around ``build_choice``: an already chosen selection, run locally (slim
+    CI's op). Raises the first dbt error after streaming everything."""
 
     def execute(chosen: SelectionChoice) -> Iterator[Any]:
-        return stream_staged(
+        return build_choice(
             context,
-            stages=stage_plan(manifest, context.assets_def),
+            chosen,
             settings=settings,
             manifest=manifest,
             translator=translator,
             store=store,
-            selection=chosen.selection,
-            outcome=InvocationOutcome(),
             **flags,
         )
 

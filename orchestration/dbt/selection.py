@@ -8,6 +8,7 @@ over.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,16 +19,21 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster_dbt import DagsterDbtTranslator
 
 from orchestration.artifacts.locations import read_allowed, resolve_location
-from orchestration.artifacts.run_results import parse_run_results
+from orchestration.artifacts.run_results import RunResults, parse_run_results
 from orchestration.artifacts.store import ArtifactStore
 from orchestration.dbt import argv
+from orchestration.dbt.microbatch import tests_on
+from orchestration.errors import OrchestrationError
 from orchestration.history.runs import (
     dbt_node_index,
+    has_failed_batches,
+    parent_run_id,
     plan_for_run,
     recovery_graph,
     stored_run_results,
 )
-from orchestration.recovery import RetryPlan, plan_from_run_results
+from orchestration.recovery import BatchWindow, RetryPlan, plan_from_run_results
+from orchestration.recovery.batches import MicrobatchConfig, describe_windows, microbatch_configs
 from orchestration.settings import load_settings
 from orchestration.tags import (
     CARRIED_OVER_METADATA_KEY,
@@ -35,6 +41,7 @@ from orchestration.tags import (
     REASON_DETAIL_METADATA_KEY,
     REBUILT_BECAUSE_METADATA_KEY,
     REBUILT_METADATA_KEY,
+    RESUME_ASSET_RETRY_TAG,
     RESUME_RETRY_TAG,
     RETRY_OF_TAG,
 )
@@ -48,6 +55,37 @@ class SelectionChoice:
     rebuilt_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     # asset key → run id it succeeded in (left out of this run)
     carried_over: dict[AssetKey, str] = field(default_factory=dict)
+    # microbatch model unique_id → the failed event-time windows it re-runs (not in selection)
+    batch_windows: dict[str, tuple[BatchWindow, ...]] = field(default_factory=dict)
+    # the plan's failed run was a full refresh: the main build passes --full-refresh
+    full_refresh: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        return self.selection.is_empty and not self.batch_windows
+
+    def narrow_to_batches(
+        self, plan: RetryPlan, manifest: Mapping[str, Any], translator: DagsterDbtTranslator
+    ) -> None:
+        """Take the plan's partial-success microbatch models out of the main build: they re-run
+        only their failed windows (``orchestration.dbt.microbatch``), their tests stay in."""
+        if self.selection.unique_ids is None or not plan.batch_windows:
+            return
+        by_asset = dbt_node_index(manifest, translator).unique_ids_by_asset
+        selected = set(self.selection.unique_ids)
+        for key, windows in plan.batch_windows.items():
+            for unique_id in by_asset.get(key, ()):
+                if unique_id in selected:
+                    self.batch_windows[unique_id] = windows
+        if not self.batch_windows:
+            return
+        tests = {test for uid in self.batch_windows for test in tests_on(uid, manifest)}
+        remaining = (selected - self.batch_windows.keys()) | tests
+        self.selection = argv.Selection(tuple(sorted(remaining)))
+        for unique_id, windows in sorted(self.batch_windows.items()):
+            self.log_lines.append(
+                f"  batches {unique_id}: only {describe_windows(windows)} (its failed microbatches)"
+            )
 
     def carried_over_outputs(self, context: AssetExecutionContext) -> Iterator[Output]:
         """Outputs for carried-over assets that a later step of this run consumes.
@@ -195,6 +233,7 @@ def _choice_from_plan(
     to_build = {AssetKey.from_user_string(key) for key in plan.keys} & selected
     unique_ids = sorted(_unique_ids(to_build, manifest, translator))
     choice = SelectionChoice(selection=argv.Selection(tuple(unique_ids)))
+    choice.full_refresh = plan.full_refresh
     choice.log_lines = _plan_lines(plan, origin)
     for planned in plan.assets:
         choice.rebuilt_metadata[planned.key] = {
@@ -207,6 +246,7 @@ def _choice_from_plan(
             key = AssetKey.from_user_string(carried.key)
             if key in own:
                 choice.carried_over[key] = carried.run_id
+    choice.narrow_to_batches(plan, manifest, translator)
     return choice
 
 
@@ -243,11 +283,21 @@ def _artifacts_plan(
         extra = load_settings().artifacts_extra_locations
         data, source = read_location(store, retry_from_artifacts, extra_locations=extra)
         results = parse_run_results(data, source=source)
-        return plan_from_run_results(index, graph, results, run_id=source), source
+        configs = _configs_beside(store, retry_from_artifacts, results, extra)
+        plan = plan_from_run_results(
+            index, graph, results, run_id=source, microbatch_configs=configs
+        )
+        return plan, source
     assert retry_from_run_id
     stored = stored_run_results(store, retry_from_run_id)
     if stored.results is not None:
-        plan = plan_from_run_results(index, graph, stored.results, run_id=retry_from_run_id)
+        plan = plan_from_run_results(
+            index,
+            graph,
+            stored.results,
+            run_id=retry_from_run_id,
+            microbatch_configs=stored.microbatch_configs,
+        )
         return plan, f"stored artifacts of run {retry_from_run_id}"
     # Nothing usable in the store (never uploaded, store down): the event log still knows.
     plan = _instance_plan(
@@ -256,6 +306,22 @@ def _artifacts_plan(
     note = stored.warnings or [f"no stored dbt artifacts for run {retry_from_run_id}"]
     plan = replace(plan, warnings=(*plan.warnings, *note, "planned from the event log"))
     return plan, f"event log of run {retry_from_run_id}"
+
+
+def _configs_beside(
+    store: ArtifactStore, location: str, results: RunResults, extra: Sequence[str]
+) -> dict[str, MicrobatchConfig] | None:
+    """Microbatch configs of the manifest.json beside an external run_results.json, read
+    (through the same allowed-locations check) only when some batch failed; None otherwise
+    or when there is none, so a partial-success model is rebuilt whole."""
+    if not has_failed_batches(results) or not location.endswith("run_results.json"):
+        return None
+    beside = location[: -len("run_results.json")] + "manifest.json"
+    try:
+        data, _ = read_location(store, beside, extra_locations=extra)
+        return microbatch_configs(json.loads(data))
+    except (OrchestrationError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def choose_selection(
@@ -288,6 +354,14 @@ def choose_selection(
         )
     choice = SelectionChoice(selection=subset_selection(context, manifest, translator))
     retry_of = run.tags.get(RETRY_OF_TAG)
+    parent = parent_run_id(run)
+    if run.tags.get(RESUME_ASSET_RETRY_TAG) == "true" and parent and not retry_of:
+        # UI *From asset failure*: Dagster selected the unmaterialized assets, a partial-success
+        # microbatch model among them; the parent chain's plan says which batches failed.
+        plan = _instance_plan(
+            context, parent, manifest=manifest, translator=translator, store=store
+        )
+        choice.narrow_to_batches(plan, manifest, translator)
     if retry_of:
         # A retry launched by retry_failed_assets_sensor: the selection is already the plan;
         # attach the chain's reasons to each rebuilt asset.
@@ -299,4 +373,5 @@ def choose_selection(
         )
         choice.rebuilt_metadata = explained.rebuilt_metadata
         choice.log_lines = explained.log_lines
+        choice.narrow_to_batches(plan, manifest, translator)
     return choice

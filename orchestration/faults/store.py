@@ -22,6 +22,7 @@ import fcntl
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,10 +31,13 @@ from orchestration.errors import FaultError
 if TYPE_CHECKING:
     from orchestration.settings import Settings
 
-FaultTarget = Literal["model", "test"]
+FaultTarget = Literal["model", "test", "batch"]
 
 MODEL_FAULTS_VAR = "orchestration_model_faults"
 TEST_FAULTS_VAR = "orchestration_test_faults"
+BATCH_FAULTS_VAR = "orchestration_batch_faults"
+"""``{model: {YYYY-MM-DD: message}}``: only that day's microbatches of the model fail (the
+model's SQL ends with ``{{ orchestration_batch_fault_guard() }}``)."""
 
 
 class InjectedFault(RuntimeError):
@@ -46,18 +50,35 @@ class Fault:
     target: FaultTarget
     remaining: int | None  # None = permanent
     message: str
+    batch: str | None = None
+    """``target == "batch"``: the day (YYYY-MM-DD) whose microbatches fail."""
 
     @property
     def transient(self) -> bool:
         return self.remaining is not None
 
+    @property
+    def key(self) -> str:
+        """Where the fault lives in the file: one per model and kind, one per model and day."""
+        if self.target == "batch":
+            return f"batch:{self.model}@{self.batch}"
+        return f"{self.target}:{self.model}"
 
-def default_message(model: str, *, target: FaultTarget, transient: bool) -> str:
+
+def default_message(
+    model: str, *, target: FaultTarget, transient: bool, batch: str | None = None
+) -> str:
     """Messages shaped like the real errors they stand for, so error classification treats
     an injected transient fault like a dropped connection and a permanent one like a
     permission problem."""
     if target == "test":
         return f"injected data test failure on {model}"
+    if target == "batch":
+        if transient:
+            return (
+                f"connection reset by peer (injected transient fault in batch {batch} of {model})"
+            )
+        return f"permission denied for table {model} (injected permanent fault in batch {batch})"
     if transient:
         return f"connection reset by peer (injected transient fault in model {model})"
     return f"permission denied for table {model} (injected permanent fault)"
@@ -123,7 +144,9 @@ class FaultStore:
         times: int | None = None,
         target: FaultTarget = "model",
         message: str | None = None,
+        batch: str | None = None,
     ) -> Fault:
+        """Add a fault; ``batch`` (YYYY-MM-DD) makes only that day's microbatches fail."""
         if not self.enabled:
             raise FaultError(
                 f"Fault injection is off, so runs would ignore this fault. It is a test and demo "
@@ -135,14 +158,20 @@ class FaultStore:
             raise FaultError("--times must be at least 1 (omit it for a permanent fault).")
         if not model or any(c in model for c in "'\"\\\n"):
             raise FaultError(f"{model!r} is not a model name.")
+        if batch is not None:
+            target = "batch"
+            batch = _batch_day(batch)
+        transient = times is not None
         fault = Fault(
             model=model,
             target=target,
             remaining=times,
-            message=message or default_message(model, target=target, transient=times is not None),
+            message=message
+            or default_message(model, target=target, transient=transient, batch=batch),
+            batch=batch,
         )
         with self._locked() as data:
-            data["faults"][f"{target}:{model}"] = asdict(fault)
+            data["faults"][fault.key] = asdict(fault)
         return fault
 
     def clear(self, model: str | None = None) -> int:
@@ -176,19 +205,26 @@ class FaultStore:
                     del data["faults"][f"model:{name}"]
         raise InjectedFault(message)
 
-    def dbt_vars(self) -> dict[str, dict[str, str]]:
+    def dbt_vars(self) -> dict[str, Any]:
         """The ``--vars`` entries for the active faults; empty when none is set."""
         if not self.enabled or not self.path.is_file():
             return {}
         model_faults: dict[str, str] = {}
         test_faults: dict[str, str] = {}
+        batch_faults: dict[str, dict[str, str]] = {}
         for fault in self.list():
-            (model_faults if fault.target == "model" else test_faults)[fault.model] = fault.message
-        result: dict[str, dict[str, str]] = {}
+            if fault.target == "batch" and fault.batch:
+                batch_faults.setdefault(fault.model, {})[fault.batch] = fault.message
+            else:
+                by_target = model_faults if fault.target == "model" else test_faults
+                by_target[fault.model] = fault.message
+        result: dict[str, Any] = {}
         if model_faults:
             result[MODEL_FAULTS_VAR] = model_faults
         if test_faults:
             result[TEST_FAULTS_VAR] = test_faults
+        if batch_faults:
+            result[BATCH_FAULTS_VAR] = batch_faults
         return result
 
     def record_invocation(
@@ -207,6 +243,7 @@ class FaultStore:
             return []
         fired_models: set[str] = set()
         fired_tests: set[str] = set()
+        fired_batches: set[str] = set()  # "model@YYYY-MM-DD"
         for result in run_results.get("results", []):
             unique_id = str(result.get("unique_id", ""))
             status = result.get("status")
@@ -215,14 +252,18 @@ class FaultStore:
                 fired_models.add(unique_id.split(".")[-1])
             if unique_id.startswith("test.") and status == "fail" and unique_id in test_models:
                 fired_tests.add(test_models[unique_id])
+            fired_batches |= _failed_batch_days(unique_id, result)
         spent: list[str] = []
         with self._locked() as data:
             for key, value in list(data["faults"].items()):
                 if value["remaining"] is None:
                     continue
-                fired = value["model"] in (
-                    fired_models if value["target"] == "model" else fired_tests
-                )
+                if value["target"] == "batch":
+                    fired = f"{value['model']}@{value.get('batch')}" in fired_batches
+                else:
+                    fired = value["model"] in (
+                        fired_models if value["target"] == "model" else fired_tests
+                    )
                 if not fired:
                     continue
                 value["remaining"] -= 1
@@ -230,3 +271,24 @@ class FaultStore:
                     del data["faults"][key]
                     spent.append(value["model"])
         return spent
+
+
+def _batch_day(batch: str) -> str:
+    """``--batch`` as an ISO day; anything else is refused with the expected shape."""
+    try:
+        return date.fromisoformat(batch).isoformat()
+    except ValueError as error:
+        raise FaultError(
+            f"--batch {batch!r} is not a day; give the batch's day as YYYY-MM-DD."
+        ) from error
+
+
+def _failed_batch_days(unique_id: str, result: Mapping[str, Any]) -> set[str]:
+    """``model@day`` for each failed microbatch of a model result (dbt's ``batch_results``)."""
+    batches = (result.get("batch_results") or {}).get("failed") or ()
+    name = unique_id.split(".")[-1]
+    return {
+        f"{name}@{str(batch[0])[:10]}"
+        for batch in batches
+        if unique_id.startswith("model.") and isinstance(batch, list | tuple) and batch
+    }

@@ -8,6 +8,7 @@ artifact store cannot be read, the plan falls back to the event log alone and sa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,16 +29,19 @@ from orchestration.recovery import (
     CheckRef,
     CheckStatus,
     DbtNodeIndex,
+    MicrobatchConfig,
     NotAsset,
     RetryPlan,
     RunOutcome,
     RunStatus,
     plan_run_chain,
 )
+from orchestration.recovery.batches import microbatch_configs
 from orchestration.tags import (
     CARRIED_OVER_METADATA_KEY,
     CI_NO_STATE,
     CI_STATE_TAG,
+    FULL_REFRESH_TAG,
     PARENT_RUN_TAG,
     RESUME_RETRY_TAG,
     RETRY_OF_TAG,
@@ -102,6 +106,7 @@ def build_dbt_node_index(
         asset_by_unique_id=assets,
         test_to_check=checks,
         not_assets=_not_assets(manifest, assets, checks),
+        microbatch=microbatch_configs(manifest),
     )
 
 
@@ -170,6 +175,26 @@ def run_lineage(instance: DagsterInstance, run_id: str) -> list[DagsterRun]:
 class StoredResults:
     results: RunResults | None
     warnings: list[str] = field(default_factory=list)
+    microbatch_configs: dict[str, MicrobatchConfig] | None = None
+    """From the manifest stored beside the results, read only when a batch failed."""
+
+
+def stored_microbatch_configs(
+    store: ArtifactStore, run_results_key: str
+) -> dict[str, MicrobatchConfig] | None:
+    """The microbatch configs of the manifest.json stored beside a run_results.json; None when
+    there is none or it cannot be read (the model is then rebuilt whole, and the plan says
+    why). Only called when some batch failed: a large manifest is not read for nothing."""
+    folder, _, _ = run_results_key.rpartition("/")
+    key = f"{folder}/manifest.json" if folder else "manifest.json"
+    try:
+        return microbatch_configs(json.loads(store.get_bytes(key)))
+    except (OrchestrationError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def has_failed_batches(results: RunResults | None) -> bool:
+    return results is not None and any(result.batches_failed for result in results.results)
 
 
 def stored_run_results(store: ArtifactStore | None, run_id: str) -> StoredResults:
@@ -186,7 +211,9 @@ def stored_run_results(store: ArtifactStore | None, run_id: str) -> StoredResult
         return StoredResults(
             None, [f"stored dbt artifacts of run {run_id} unusable, using the event log: {error}"]
         )
-    return StoredResults(merge_run_results(parts) if parts else None)
+    merged = merge_run_results(parts) if parts else None
+    configs = stored_microbatch_configs(store, keys[0]) if has_failed_batches(merged) else None
+    return StoredResults(merged, microbatch_configs=configs)
 
 
 _EVENT_TYPES = {
@@ -268,6 +295,8 @@ def run_outcome(
         # deciding it. Runs recorded before carried-over Outputs stopped materializing are
         # recognised by the marker on those materializations.
         resumes_chain=runs_recovery_plan(run) or carried_over,
+        microbatch_configs=stored.microbatch_configs,
+        full_refresh=runs_full_refresh(run.job_name, run.tags, run.run_config or {}),
     )
     return outcome, stored.warnings
 
@@ -298,6 +327,22 @@ def slim_ci_scope(
         for key, uid in unique_ids_by_asset_key(getattr(asset_graph, "assets_defs", ())).items()
     }
     return {key for key in planned if key not in by_key or by_key[key] in selected}
+
+
+FULL_REFRESH_JOBS = frozenset({"weekly_full_refresh"})
+DBT_OP_NAME = "dbt_models"  # orchestration.dbt.assets.DBT_OP_NAME, without importing the op
+
+
+def runs_full_refresh(
+    job_name: str, tags: Mapping[str, str], run_config: Mapping[str, Any]
+) -> bool:
+    """Whether a run rebuilt with ``--full-refresh``, so that its retry must too: the weekly
+    job, a retry tagged ``orchestration/full_refresh``, or the dbt op's ``full_refresh`` config.
+    """
+    if job_name in FULL_REFRESH_JOBS or tags.get(FULL_REFRESH_TAG) == "true":
+        return True
+    config = ((run_config.get("ops") or {}).get(DBT_OP_NAME) or {}).get("config") or {}
+    return bool(config.get("full_refresh"))
 
 
 RETRY_FROM_CONFIG_KEYS = ("retry_from_run_id", "retry_from_artifacts")
@@ -368,5 +413,7 @@ def plan_for_run(
             carried_over=plan.carried_over,
             unknown_nodes=plan.unknown_nodes,
             warnings=(*plan.warnings, *warnings),
+            not_assets=plan.not_assets,
+            full_refresh=plan.full_refresh,
         )
     return plan

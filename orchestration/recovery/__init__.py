@@ -4,6 +4,7 @@ Plain Python over plain data (sets of keys, parent maps, statuses): no Dagster c
 I/O, so the UI, the sensor, the op and the CLI share one rule and it is testable in milliseconds.
 """
 
+from orchestration.recovery.batches import BatchWindow, MicrobatchConfig
 from orchestration.recovery.graph import AssetGraph, CheckRef, DbtNodeIndex, NotAsset
 from orchestration.recovery.outcome import CheckOutcome, CheckStatus, RunOutcome, RunStatus
 from orchestration.recovery.plan import (
@@ -21,11 +22,13 @@ from orchestration.recovery.plan import (
 __all__ = [
     "AssetGraph",
     "AssetState",
+    "BatchWindow",
     "CarriedOver",
     "CheckOutcome",
     "CheckRef",
     "CheckStatus",
     "DbtNodeIndex",
+    "MicrobatchConfig",
     "NotAsset",
     "PlannedAsset",
     "Reason",

@@ -19,6 +19,7 @@ from functools import cached_property
 
 from orchestration.artifacts.run_results import MATERIALIZING_RESOURCE_TYPES, resource_type_of
 from orchestration.errors import PlanError
+from orchestration.recovery.batches import MicrobatchConfig
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,8 @@ class DbtNodeIndex:
     """dbt nodes that are no asset or check (ephemeral models, tests on sources, unit tests,
     exposures, semantic models, saved queries, metrics): known, so never "unknown", and named
     in a plan when they sit on a re-run asset."""
+    microbatch: Mapping[str, MicrobatchConfig] = field(default_factory=dict)
+    """unique_id → today's microbatch config, for every microbatch model."""
 
     @cached_property
     def unique_ids_by_asset(self) -> Mapping[str, tuple[str, ...]]:

@@ -8,10 +8,12 @@ serves the UI, the sensor, the op and the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from orchestration.artifacts.run_results import RunResults
+from orchestration.recovery.batches import MicrobatchConfig
 
 
 class CheckStatus(StrEnum):
@@ -75,6 +77,11 @@ class RunOutcome:
     """A *From failure* re-execution of the runs before it in its chain: Dagster planned every
     asset of its steps, but our dbt op rebuilt only the chain's plan and carried the rest over.
     The planner then leaves the carried-over assets to the earlier runs that decided them."""
+    microbatch_configs: Mapping[str, MicrobatchConfig] | None = None
+    """unique_id → microbatch config in the run's stored manifest; None when none was stored
+    (a partial-success model is then rebuilt whole: nothing proves its old batches still fit)."""
+    full_refresh: bool = False
+    """The run built with ``--full-refresh`` (``weekly_full_refresh``): its retry does too."""
 
 
 def _keys(value: object) -> frozenset[str]:

@@ -44,6 +44,13 @@ from orchestration.artifacts.run_results import (
     RunResults,
 )
 from orchestration.errors import PlanError
+from orchestration.recovery.batches import (
+    BatchWindow,
+    MicrobatchConfig,
+    batch_windows,
+    config_change,
+    describe_windows,
+)
 from orchestration.recovery.graph import AssetGraph, DbtNodeIndex, NotAsset
 from orchestration.recovery.outcome import CheckOutcome, CheckStatus, RunOutcome, RunStatus
 
@@ -66,6 +73,9 @@ class Reason(StrEnum):
 
     ERRORED = "errored"
     """The model/asset errored (dbt status error, or its non-dbt step failed)."""
+    BATCHES_FAILED = "batches_failed"
+    """Some microbatches of a dbt microbatch model failed: only those event-time windows are
+    re-run (``PlannedAsset.batches``), or the whole model when they cannot be trusted."""
     CHECK_FAILED = "check_failed"
     """A blocking check (error-severity test) failed or errored: rebuild the model, re-run tests."""
     CHECK_NOT_EXECUTED = "check_not_executed"
@@ -81,7 +91,7 @@ class Reason(StrEnum):
     failure: the sensor's whole-graph downstream, or a chain asset built on one not done."""
 
 
-_CAUSING_REASONS = frozenset({Reason.ERRORED, Reason.CHECK_FAILED})
+_CAUSING_REASONS = frozenset({Reason.ERRORED, Reason.BATCHES_FAILED, Reason.CHECK_FAILED})
 """Reasons that make downstream assets skip; the others are consequences, not causes."""
 
 
@@ -95,6 +105,8 @@ class PlannedAsset:
     caused_by: tuple[str, ...] = ()
     run_id: str | None = None
     """The run where this was observed; None for assets that are only downstream of a failure."""
+    batches: tuple[BatchWindow, ...] = ()
+    """``BATCHES_FAILED``: the event-time windows to re-run; empty = the whole model."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -103,6 +115,7 @@ class PlannedAsset:
             "detail": self.detail,
             "caused_by": list(self.caused_by),
             "run_id": self.run_id,
+            "batches": [window.to_dict() for window in self.batches],
         }
 
 
@@ -144,6 +157,15 @@ class RetryPlan:
     warnings: tuple[str, ...] = ()
     not_assets: tuple[NotAsset, ...] = ()
     """dbt nodes on re-run assets that are no Dagster asset (named, never silently dropped)."""
+    full_refresh: bool = False
+    """The failed run rebuilt with ``--full-refresh`` (a ``weekly_full_refresh``), so the retry
+    passes it too: an incremental model must not append to a table the refresh meant to
+    rebuild. Narrowed microbatch windows are the exception (see ``orchestration.dbt``)."""
+
+    @cached_property
+    def batch_windows(self) -> dict[str, tuple[BatchWindow, ...]]:
+        """Asset key → the event-time windows to re-run, for assets narrowed to batches."""
+        return {asset.key: asset.batches for asset in self.assets if asset.batches}
 
     @cached_property
     def keys(self) -> frozenset[str]:
@@ -171,6 +193,11 @@ class RetryPlan:
         else:
             line = "nothing to re-run"
         line += f"; {len(self.carried_over)} carried over"
+        if self.batch_windows:
+            count = sum(w.batches for ws in self.batch_windows.values() for w in ws)
+            line += f"; {count} microbatches"
+        if self.full_refresh:
+            line += "; with --full-refresh"
         if self.unknown_nodes:
             line += f"; {len(self.unknown_nodes)} unknown dbt nodes"
         return line
@@ -185,6 +212,7 @@ class RetryPlan:
             "unknown_nodes": [node.to_dict() for node in self.unknown_nodes],
             "not_assets": [node.to_dict() for node in self.not_assets],
             "warnings": list(self.warnings),
+            "full_refresh": self.full_refresh,
         }
 
     def naming_not_assets(self, index: DbtNodeIndex | None) -> RetryPlan:
@@ -203,6 +231,8 @@ class AssetState:
     reason: Reason
     detail: str
     run_id: str | None
+    batches: tuple[BatchWindow, ...] = ()
+    """``BATCHES_FAILED``: the failed event-time windows (empty: rebuild the whole model)."""
 
 
 def plan_run_chain(
@@ -261,6 +291,7 @@ def plan_run_chain(
         carried_over=_carried_over(graph, views, latest_position, planned.keys()),
         unknown_nodes=tuple(unknown.values()),
         warnings=tuple(warnings),
+        full_refresh=any(run.full_refresh for run in chain),
     ).naming_not_assets(index)
 
 
@@ -355,13 +386,16 @@ def plan_from_run_results(
     results: RunResults,
     *,
     run_id: str,
+    microbatch_configs: Mapping[str, MicrobatchConfig] | None = None,
 ) -> RetryPlan:
     """Plan from a run_results.json alone, by the same rule as ``plan_run_chain``.
 
     The run's scope is what dbt reported on: the assets of its models, seeds and snapshots,
     plus the asset of any blocking test that failed (a ``dbt test`` invocation builds nothing,
     yet its failed model must be rebuilt). Nodes today's index does not know are reported in
-    ``unknown_nodes``, never silently dropped.
+    ``unknown_nodes``, never silently dropped. ``microbatch_configs`` come from the manifest
+    stored with the results (without it a partial-success model is rebuilt whole); the retry
+    full-refreshes when dbt recorded ``--full-refresh`` in the results' args.
     """
     planned: set[str] = set()
     materialized: set[str] = set()
@@ -391,6 +425,8 @@ def plan_from_run_results(
         planned=frozenset(planned),
         materialized=frozenset(materialized),
         dbt_results=results,
+        microbatch_configs=microbatch_configs,
+        full_refresh=bool(results.args.get("full_refresh")),
     )
     plan = plan_run_chain(graph, [outcome], index=index)
     return replace(plan, warnings=(*plan.warnings, *warnings))
@@ -423,7 +459,9 @@ def plan_from_asset_states(
     for key in graph.topological_order(affected):
         if key in seeds:
             state = states[key]
-            assets.append(PlannedAsset(key, state.reason, state.detail, (), state.run_id))
+            assets.append(
+                PlannedAsset(key, state.reason, state.detail, (), state.run_id, state.batches)
+            )
             continue
         found = causes.get(key, frozenset())
         if found not in described:
@@ -439,6 +477,10 @@ def plan_from_asset_states(
     )
 
 
+_Direct = tuple[Reason, str, tuple[BatchWindow, ...]]
+"""A direct reason, its detail and, for ``BATCHES_FAILED``, the windows to re-run."""
+
+
 class _RunView:
     """One run seen through the rule: which assets succeeded in it, and why the others did not.
 
@@ -447,6 +489,7 @@ class _RunView:
 
     def __init__(self, run: RunOutcome, index: DbtNodeIndex | None) -> None:
         self.run = run
+        self.index = index
         self.dbt_by_asset: dict[str, NodeResult] = {}
         checks = list(run.checks)
         if index is not None and run.dbt_results is not None:
@@ -472,7 +515,7 @@ class _RunView:
         return frozenset(key for key in self.run.materialized if key not in self.held_back)
 
     @cached_property
-    def _direct(self) -> dict[str, tuple[Reason, str]]:
+    def _direct(self) -> dict[str, _Direct]:
         """Reasons that need no graph walk, for every planned asset that did not succeed.
 
         Only assets with some evidence against them can have one (a held-back check, a dbt
@@ -485,30 +528,59 @@ class _RunView:
             if result.status in MODEL_ERROR_STATUSES
         }
         evidence = self.held_back.keys() | errored_in_dbt | self.run.failed_steps_assets
-        direct: dict[str, tuple[Reason, str]] = {}
+        direct: dict[str, _Direct] = {}
         for key in (evidence & self.run.planned) - self.succeeded:
             found = self._direct_reason(key)
             if found is not None:
                 direct[key] = found
         return direct
 
-    def _direct_reason(self, key: str) -> tuple[Reason, str] | None:
+    def _direct_reason(self, key: str) -> _Direct | None:
         checks = self.held_back.get(key, ())
         broken = [check for check in checks if check.status is not CheckStatus.NOT_EXECUTED]
         if broken:
             names = ", ".join(f"{check.check_name} ({check.status})" for check in broken)
-            return Reason.CHECK_FAILED, f"blocking check {names}"
+            return Reason.CHECK_FAILED, f"blocking check {names}", ()
         if checks and key in self.run.materialized:
             names = ", ".join(check.check_name for check in checks)
-            return Reason.CHECK_NOT_EXECUTED, f"materialized, but blocking check {names} never ran"
+            return (
+                Reason.CHECK_NOT_EXECUTED,
+                f"materialized, but blocking check {names} never ran",
+                (),
+            )
         result = self.dbt_by_asset.get(key)
         if result is not None and result.status in MODEL_ERROR_STATUSES:
+            if result.batches_failed:
+                return self._batches_reason(result)
             prefix = "" if result.status == "error" else f"{result.status}: "
-            return Reason.ERRORED, prefix + _first_line(result.message, "dbt reported an error")
+            return Reason.ERRORED, prefix + _first_line(result.message, "dbt reported an error"), ()
         if key in self.run.failed_steps_assets and result is None:
             # dbt's own word wins for dbt assets: the whole dbt op is one step.
-            return Reason.ERRORED, f"its step failed in run {self.run.run_id} (see the run's logs)"
+            detail = f"its step failed in run {self.run.run_id} (see the run's logs)"
+            return Reason.ERRORED, detail, ()
         return None
+
+    def _batches_reason(self, result: NodeResult) -> _Direct:
+        """A microbatch model some of whose batches failed: those windows, unless its batch
+        config changed since (``recovery.batches``), then the whole model, saying why."""
+        windows = batch_windows(result.batches_failed)
+        failed = sum(window.batches for window in windows)
+        total = failed + len(set(result.batches_succeeded))
+        detail = f"{failed} of {total} batches failed: {describe_windows(windows)}"
+        today = self.index.microbatch.get(result.unique_id) if self.index is not None else None
+        why_whole = config_change(
+            self.run.microbatch_configs,
+            today,
+            unique_id=result.unique_id,
+            run_id=self.run.run_id,
+        )
+        if why_whole is None and self.run.full_refresh and not result.batches_succeeded:
+            # A full refresh whose first batch failed never recreated the table (dbt then
+            # fails every batch): only a whole --full-refresh rebuild does what it meant to.
+            why_whole = "no batch of this full refresh succeeded, so the table was not recreated"
+        if why_whole is not None:
+            return Reason.BATCHES_FAILED, f"{detail}; rebuilt whole: {why_whole}", ()
+        return Reason.BATCHES_FAILED, detail, windows
 
     def explain(self, keys: AbstractSet[str], graph: AssetGraph) -> dict[str, PlannedAsset]:
         """A ``PlannedAsset`` for each of ``keys`` (all planned by this run, none succeeded)."""
@@ -518,13 +590,13 @@ class _RunView:
         pending: set[str] = set()
         for key in keys:
             if key in direct:
-                reason, detail = direct[key]
-                explained[key] = PlannedAsset(key, reason, detail, (), run_id)
+                reason, detail, windows = direct[key]
+                explained[key] = PlannedAsset(key, reason, detail, (), run_id, windows)
             else:
                 pending.add(key)
         if not pending:
             return explained
-        failures = {key for key, (reason, _) in direct.items() if reason in _CAUSING_REASONS}
+        failures = {key for key, (reason, _, _) in direct.items() if reason in _CAUSING_REASONS}
         causes = graph.nearest_ancestors_in(pending, starts=failures) if failures else {}
         # Thousands of assets below one failure share their causes and their dbt status:
         # derive each distinct combination once.

@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestration.artifacts.run_results import MODEL_ERROR_STATUSES, NodeResult
+from orchestration.history.runs import DBT_OP_NAME, runs_full_refresh
 from orchestration.history.tick_state import FailedAsset, FailureKind, RunEvidence, RunInfo
-from orchestration.recovery import AssetGraph, AssetState, Reason, RetryPlan
+from orchestration.recovery import AssetGraph, AssetState, BatchWindow, Reason, RetryPlan
+from orchestration.recovery.batches import batch_windows, describe_windows
 from orchestration.recovery.policy import Decision
 from orchestration.retry_sensor.alerts import Alert
 from orchestration.tags import (
     ATTEMPT_TAG,
     FULL_REFRESH_TAG,
+    PLAN_BATCHES_TAG,
     PLAN_REASONS_TAG,
     PLAN_SUMMARY_TAG,
     RETRY_OF_TAG,
@@ -31,10 +34,10 @@ SENSOR_NAME = "retry_failed_assets_sensor"
 PLAN_SUMMARY_MAX_CHARS = 200
 PLAN_REASONS_MAX_BYTES = 4096
 DETAIL_MAX_CHARS = 200
-FULL_REFRESH_JOBS = frozenset({"weekly_full_refresh"})
-DBT_OP_NAME = "dbt_models"  # orchestration.dbt.assets.DBT_OP_NAME, without importing dbt here
 
-_DIRECT_REASONS = frozenset({Reason.ERRORED, Reason.CHECK_FAILED, Reason.CHECK_NOT_EXECUTED})
+_DIRECT_REASONS = frozenset(
+    {Reason.ERRORED, Reason.BATCHES_FAILED, Reason.CHECK_FAILED, Reason.CHECK_NOT_EXECUTED}
+)
 
 
 @dataclass(frozen=True)
@@ -106,11 +109,12 @@ def asset_states(
         if found is None:
             pending[asset.key] = asset
         else:
-            states[asset.key] = AssetState(asset.key, True, found[0], found[1], asset.run_id)
+            reason, detail, windows = found
+            states[asset.key] = AssetState(asset.key, True, reason, detail, asset.run_id, windows)
     causing = {
         key
         for key, state in states.items()
-        if state.reason in (Reason.ERRORED, Reason.CHECK_FAILED)
+        if state.reason in (Reason.ERRORED, Reason.BATCHES_FAILED, Reason.CHECK_FAILED)
     }
     causes = graph.nearest_ancestors_in(set(pending), starts=causing) if causing else {}
     for key, asset in pending.items():
@@ -132,14 +136,18 @@ def _direct_reason(
     evidence: RunEvidence | None,
     unique_ids: Mapping[str, str],
     step_assets: Mapping[str, frozenset[str]],
-) -> tuple[Reason, str] | None:
+) -> tuple[Reason, str, tuple[BatchWindow, ...]] | None:
+    """A failed asset's own reason, or None when something upstream held it back. A
+    partial-success microbatch model is failed like any errored model, narrowed to the event-time
+    windows of its failed batches (the retry's op re-checks them against today's config)."""
     checks = ", ".join(asset.checks)
     if asset.kind is FailureKind.CHECK_FAILED:
-        return Reason.CHECK_FAILED, f"blocking check {checks} failed in run {asset.run_id}"
+        return Reason.CHECK_FAILED, f"blocking check {checks} failed in run {asset.run_id}", ()
     if asset.kind is FailureKind.CHECK_NOT_EXECUTED:
         return (
             Reason.CHECK_NOT_EXECUTED,
             f"materialized, but blocking check {checks} never ran (run {asset.run_id} failed)",
+            (),
         )
     if evidence is None:
         return None
@@ -148,14 +156,18 @@ def _direct_reason(
     if unique_id is not None and evidence.dbt_results is not None:
         result = evidence.dbt_results.by_unique_id.get(unique_id)
     if result is not None and result.status in MODEL_ERROR_STATUSES:
-        return Reason.ERRORED, _detail(result.message, "dbt reported an error")
+        if result.batches_failed:
+            windows = batch_windows(result.batches_failed)
+            detail = f"{result.status}: batches {describe_windows(windows)} failed"
+            return Reason.BATCHES_FAILED, detail, windows
+        return Reason.ERRORED, _detail(result.message, "dbt reported an error"), ()
     if result is None:
         for step in evidence.failed_steps:
             if asset.key in step_assets.get(step, ()) and unique_id is None:
                 message = _detail(evidence.step_errors.get(step), "see the run's logs")
-                return Reason.ERRORED, f"step {step} failed: {message}"
+                return Reason.ERRORED, f"step {step} failed: {message}", ()
     if result is not None and result.cut_off_by_fail_fast:
-        return Reason.FAIL_FAST, "cut off by --fail-fast when another node failed"
+        return Reason.FAIL_FAST, "cut off by --fail-fast when another node failed", ()
     return None
 
 
@@ -208,10 +220,7 @@ def _dump(document: Mapping[str, Any]) -> str:
 
 def is_full_refresh(run: RunInfo) -> bool:
     """Whether the failed run rebuilt with ``--full-refresh`` (so its retry must too)."""
-    if run.job_name in FULL_REFRESH_JOBS or run.tags.get(FULL_REFRESH_TAG) == "true":
-        return True
-    config = (run.run_config.get("ops") or {}).get(DBT_OP_NAME) or {}
-    return bool((config.get("config") or {}).get("full_refresh"))
+    return runs_full_refresh(run.job_name, run.tags, run.run_config)
 
 
 def retry_tags(
@@ -227,7 +236,22 @@ def retry_tags(
     }
     if full_refresh:
         tags[FULL_REFRESH_TAG] = "true"
+    if plan.batch_windows:
+        tags[PLAN_BATCHES_TAG] = plan_batches_json(plan)
     return tags
+
+
+def plan_batches_json(plan: RetryPlan, *, max_bytes: int = PLAN_REASONS_MAX_BYTES) -> str:
+    """``{asset: [[start, end], …]}``: the microbatch windows the retry re-runs. Past
+    ``max_bytes`` (thousands of scattered failed batches) only the counts are kept."""
+    windows = {
+        key: [[window.start, window.end] for window in found]
+        for key, found in plan.batch_windows.items()
+    }
+    text = _dump(windows)
+    if len(text.encode()) <= max_bytes:
+        return text
+    return _dump({key: f"{len(found)} windows" for key, found in plan.batch_windows.items()})
 
 
 def retry_run_config(

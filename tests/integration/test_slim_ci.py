@@ -38,6 +38,7 @@ def slim_ci_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """Slim CI is off unless ORCHESTRATION_SLIM_CI=1 (settings.py)."""
     monkeypatch.setenv("ORCHESTRATION_SLIM_CI", "1")
 
+
 CHANGED = "int_deals__converted"
 """Mid-graph: two unchanged parents (read from production), marts downstream."""
 CHANGED_PARENTS = {"stg_crm__deals", "int_fx__rates_to_reporting"}

@@ -162,3 +162,30 @@ def test_an_unreadable_file_says_how_to_reset_it(store: FaultStore) -> None:
     store.path.write_text("{not json")
     with pytest.raises(FaultError, match="faults clear"):
         store.list()
+
+
+def test_a_batch_fault_fails_one_day_of_one_model_and_counts_down_when_that_day_failed(
+    store: FaultStore,
+) -> None:
+    fault = store.inject("fct_daily", batch="2026-09-02", times=1)
+    store.inject("fct_daily", batch="2026-09-05")
+    assert fault.target == "batch" and "batch 2026-09-02" in fault.message
+    assert store.dbt_vars() == {
+        "orchestration_batch_faults": {
+            "fct_daily": {"2026-09-02": fault.message, "2026-09-05": store.list()[1].message}
+        }
+    }
+    other_day = {
+        "unique_id": "model.p.fct_daily",
+        "status": "partial success",
+        "batch_results": {"successful": [], "failed": [["2026-09-05T00:00:00+00:00", "x"]]},
+    }
+    assert store.record_invocation({"results": [other_day]}) == []
+    that_day = dict(other_day, batch_results={"failed": [["2026-09-02T00:00:00+00:00", "x"]]})
+    assert store.record_invocation({"results": [that_day]}) == ["fct_daily"]
+    assert [f.batch for f in store.list()] == ["2026-09-05"]
+
+
+def test_a_batch_that_is_not_a_day_is_refused_with_the_expected_shape(store: FaultStore) -> None:
+    with pytest.raises(FaultError, match="YYYY-MM-DD"):
+        store.inject("fct_daily", batch="yesterday")

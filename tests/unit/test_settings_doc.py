@@ -52,6 +52,7 @@ COMPARED = {
     "ORCHESTRATION_TIMEZONE": ("timezone", AS_TEXT),
     "ORCHESTRATION_SCHEDULES_RUNNING": ("schedules_running", AS_BOOL),
     "ORCHESTRATION_FX_DAYS": ("fx_days", AS_INT),
+    "ORCHESTRATION_MICROBATCH_DAYS": ("microbatch_days", AS_INT),
     "ORCHESTRATION_CRM_COMPANIES": ("crm_companies", AS_INT),
     "ORCHESTRATION_CRM_DEALS": ("crm_deals", AS_INT),
     "ORCHESTRATION_REPORT_MODEL": ("report_model", AS_TEXT),
