@@ -74,16 +74,15 @@ class PostgresDatabase:
             f"dbname={self.name} connect_timeout={CONNECT_TIMEOUT_SECONDS}"
         )
 
-    def dagster_storage_yaml(self, password_env: str) -> str:
-        """The ``storage:`` block of a dagster.yaml for this database, in the shape of
-        ``deploy/dagster.yaml``: the password is read from ``password_env``, never written.
+    def dagster_storage_yaml(self, password_env: str, *, pooled: bool = True) -> str:
+        """The storage blocks of a dagster.yaml for this database, in the shape of
+        ``deploy/dagster.yaml`` (``PooledPostgresEventLogStorage``; ``pooled=False``: stock
+        ``storage: postgres:``). The password is read from ``password_env``, never written.
 
         ``scheme`` names the driver: SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3,
         which dagster-postgres does not install (it depends on psycopg2-binary).
         """
-        return (
-            "storage:\n"
-            "  postgres:\n"
+        postgres_db = (
             "    postgres_db:\n"
             f"      hostname: {self.host}\n"
             f"      port: {self.port}\n"
@@ -92,6 +91,21 @@ class PostgresDatabase:
             f"        env: {password_env}\n"
             f"      db_name: {self.name}\n"
             "      scheme: postgresql+psycopg2\n"
+        )
+        if not pooled:
+            return "storage:\n  postgres:\n" + postgres_db
+        blocks = (
+            ("run_storage", "dagster_postgres.run_storage", "PostgresRunStorage"),
+            (
+                "event_log_storage",
+                "orchestration.instance.postgres_event_log",
+                "PooledPostgresEventLogStorage",
+            ),
+            ("schedule_storage", "dagster_postgres.schedule_storage", "PostgresScheduleStorage"),
+        )
+        return "".join(
+            f"{key}:\n  module: {module}\n  class: {name}\n  config:\n{postgres_db}"
+            for key, module, name in blocks
         )
 
 

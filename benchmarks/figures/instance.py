@@ -33,7 +33,7 @@ from orchestration.settings import REPO_ROOT
 ASSETS = 1000
 CHECKS = 400
 MATERIALIZATIONS = 300
-STORAGES = ("sqlite (stock)", "sqlite (embedded)", "postgres")
+STORAGES = ("sqlite (stock)", "sqlite (embedded)", "postgres (stock)", "postgres (pooled)")
 PASSWORD_ENV = "BENCH_DAGSTER_PG_PASSWORD"
 
 
@@ -88,8 +88,8 @@ def _dagster_yaml(storage: str, home: Path, database: Any) -> str:
     text = "telemetry:\n  enabled: false\n"
     if storage == "sqlite (embedded)":
         text += event_log_storage_yaml(home)
-    elif storage == "postgres":
-        text += database.dagster_storage_yaml(PASSWORD_ENV)
+    elif storage.startswith("postgres"):
+        text += database.dagster_storage_yaml(PASSWORD_ENV, pooled=storage.endswith("(pooled)"))
     return text
 
 
@@ -106,7 +106,9 @@ def run(work: Path, *, repeats: int) -> dict[str, Any]:
                 if home.exists():
                     shutil.rmtree(home)
                 home.mkdir(parents=True)
-                database = server.create_database("bench") if storage == "postgres" else None
+                database = (
+                    server.create_database("bench") if storage.startswith("postgres") else None
+                )
                 (home / "dagster.yaml").write_text(_dagster_yaml(storage, home, database))
                 env = {
                     **os.environ,

@@ -43,11 +43,9 @@ def test_the_production_dagster_yaml_loads_on_postgresql_with_its_queue_and_run_
     postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dagster._core.run_coordinator import QueuedRunCoordinator
-    from dagster_postgres import (
-        PostgresEventLogStorage,
-        PostgresRunStorage,
-        PostgresScheduleStorage,
-    )
+    from dagster_postgres import PostgresRunStorage, PostgresScheduleStorage
+
+    from orchestration.instance.postgres_event_log import PooledPostgresEventLogStorage
 
     database = postgres_server.create_database("dagster", user=f"dagster_{uuid.uuid4().hex[:8]}")
     home = tmp_path / "dagster_home"
@@ -65,7 +63,7 @@ def test_the_production_dagster_yaml_loads_on_postgresql_with_its_queue_and_run_
     with DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_runs() == []  # connected, schema created
         assert isinstance(instance.run_storage, PostgresRunStorage)
-        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
@@ -82,7 +80,7 @@ def test_the_production_dagster_yaml_loads_on_postgresql_with_its_queue_and_run_
 
 
 def test_no_credential_is_written_in_any_deploy_file() -> None:
-    postgres_db = dagster_yaml()["storage"]["postgres"]["postgres_db"]
+    postgres_db = dagster_yaml()["run_storage"]["config"]["postgres_db"]
     for field in ("hostname", "port", "username", "password", "db_name"):
         assert set(postgres_db[field]) == {"env"}, f"{field} must come from the environment"
     values = helm_values()
