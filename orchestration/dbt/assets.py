@@ -231,16 +231,13 @@ def run_choice(
 ) -> Iterator[Any]:
     """``apply_choice`` around ``build_choice``: an already chosen selection, run locally (slim
     CI's op). Raises the first dbt error after streaming everything."""
-
-    def execute(chosen: SelectionChoice) -> Iterator[Any]:
-        return build_choice(
-            context,
-            chosen,
-            settings=settings,
-            manifest=manifest,
-            translator=translator,
-            store=store,
-            **flags,
-        )
-
+    execute = functools.partial(
+        build_choice,
+        context,
+        settings=settings,
+        manifest=manifest,
+        translator=translator,
+        store=store,
+        **flags,
+    )
     yield from apply_choice(context, choice, execute)

@@ -291,7 +291,7 @@ def quiet_tick(
         outcome.lines.append(
             f"run {run_id[:SHORT_ID_CHARS]}: {_handled_line(run_id, handled, cursor, None)}"
         )
-    if cursor.open_chains and len(cursor.handled) == 0:
+    if cursor.open_chains and not cursor.handled:
         outcome.lines.append(
             "Failure chains wait for a run in flight or a backoff (the last full read says which)."
         )

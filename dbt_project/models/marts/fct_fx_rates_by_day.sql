@@ -13,7 +13,7 @@
 -- (delete+insert on event_time) refuses one.
 -- Published EUR-based rates, one microbatch per day (dbt reads only that day of the
 -- staging view: it has `event_time: rate_date`). The orchestration passes the ingested
--- window as --event-time-start/--event-time-end (ORCHESTRATION_MICROBATCH_WINDOW_DAYS), so
+-- window as --event-time-start/--event-time-end (ORCHESTRATION_MICROBATCH_DAYS), so
 -- every run rebuilds the days the ingestion rewrote; `begin` only matters for a hand-run
 -- `dbt build` on an empty warehouse. Kept to one cheap select: each batch is one query.
 with
