@@ -10,8 +10,10 @@ over dbt alone on the production storage.
 ``PooledPostgresEventLogStorage`` runs the same SQL, autocommit as before, through a small pool
 (one connection kept, a few more while threads need them, checked with a ping before use and
 recycled hourly), exactly what dagster-postgres itself does for the webserver
-(``optimize_for_webserver``). Each process holds one idle connection to the event log: size
-PostgreSQL's ``max_connections`` for webserver + daemon + code server + one per run in flight.
+(``optimize_for_webserver``). The schema probes it makes for every check event are answered
+once (``orchestration.instance.schema_facts``). Each process holds one idle connection to the
+event log: size PostgreSQL's ``max_connections`` for webserver + daemon + code server + one
+per run in flight.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from dagster_postgres.utils import (
     pg_url_from_config,
 )
 
+from orchestration.instance.schema_facts import SchemaFactsCache
+
 POOL_SIZE = 1
 MAX_OVERFLOW = 4
 POOL_RECYCLE_SECONDS = 3600
 
 
-class PooledPostgresEventLogStorage(PostgresEventLogStorage):
-    """``PostgresEventLogStorage`` over a pooled engine (same SQL, same isolation level)."""
+class PooledPostgresEventLogStorage(SchemaFactsCache, PostgresEventLogStorage):
+    """``PostgresEventLogStorage`` over a pooled engine (same SQL, same isolation level), with
+    schema probes answered once (``orchestration.instance.schema_facts``)."""
 
     def __init__(self, postgres_url: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(postgres_url, *args, **kwargs)

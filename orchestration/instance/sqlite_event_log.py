@@ -9,14 +9,16 @@ re-execution planning every asset of the dbt op it is tens of seconds before a r
 ``EmbeddedSqliteEventLogStorage`` runs exactly the same SQL in the same transactions, with the
 same ``journal_mode`` (WAL, set by Dagster when it creates a shard) and the same ``synchronous``
 setting (SQLite's default, FULL), so what is durable after a crash is unchanged. It differs in
-two ways only:
+three ways only:
 
 - one engine per shard is kept (the index shard and the most recent run shards), per process:
   a forked child builds its own;
 - ``store_event_batch`` — what Dagster calls for events it batches when ``DAGSTER_EVENT_BATCH_SIZE``
   is set, e.g. the planned events it writes when it creates a run — writes a run's events in one
   transaction per shard instead of one per event. The events and rows are the same; a crash in
-  the middle stores none of the batch instead of a prefix of it.
+  the middle stores none of the batch instead of a prefix of it;
+- the schema probes Dagster makes for every event are answered once
+  (``orchestration.instance.schema_facts``).
 
 It is the default of the embedded instance (``orchestration.instance.config``); production uses
 PostgreSQL (``deploy/dagster.yaml``), whose storage batches natively.
@@ -41,12 +43,15 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from orchestration.instance.schema_facts import SchemaFactsCache
+
 RUN_SHARD_ENGINES = 8
 """Run shards whose engine is kept (one open SQLite file each); older ones are disposed."""
 
 
-class EmbeddedSqliteEventLogStorage(SqliteEventLogStorage):
-    """``SqliteEventLogStorage`` with one engine per shard and one transaction per batch."""
+class EmbeddedSqliteEventLogStorage(SchemaFactsCache, SqliteEventLogStorage):
+    """``SqliteEventLogStorage`` with one engine per shard, one transaction per batch, and
+    schema probes answered once (``orchestration.instance.schema_facts``)."""
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         # Before the stock constructor: it already connects (to create the index shard).

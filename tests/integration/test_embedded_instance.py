@@ -29,6 +29,7 @@ from dagster import (
     multi_asset,
 )
 from dagster._core.events import DagsterEvent, StepMaterializationData
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from orchestration.instance.config import (
     default_instance_yaml,
@@ -158,3 +159,30 @@ def test_the_embedded_event_log_stores_what_the_stock_one_stores(
     assert statuses.pop("m000:not_null") == "FAILED"
     assert set(statuses.values()) == {"PLANNED"} and len(statuses) == 9
     assert stored["failed_runs"] == [True]
+
+
+def test_schema_probes_are_made_once_and_a_missing_table_is_probed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the stock log probed for the check table (building an engine for it) with
+    every check event and inspected the asset-key columns with every asset event."""
+    probes: list[str] = []
+    stock_has_table = SqliteEventLogStorage.has_table
+
+    def counting_has_table(self: SqliteEventLogStorage, table_name: str) -> bool:
+        probes.append(table_name)
+        return stock_has_table(self, table_name)
+
+    monkeypatch.setattr(SqliteEventLogStorage, "has_table", counting_has_table)
+    (tmp_path / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n" + event_log_storage_yaml(tmp_path)
+    )
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        job = _job()
+        _feed(instance, job)  # 10 planned checks + 1 evaluation
+        _feed(instance, job)
+        assert probes.count("asset_check_executions") == 1
+        storage = instance.event_log_storage
+        assert not storage.has_table("no_such_table")
+        assert not storage.has_table("no_such_table")
+        assert probes.count("no_such_table") == 2

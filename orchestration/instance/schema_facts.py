@@ -1,0 +1,54 @@
+"""Schema facts an event log asks about for every event it writes, asked once per process.
+
+Dagster's SQL event logs check the database's schema while they write: whether the asset check
+table exists (``supports_asset_checks``, for every check event), whether the asset-key table has
+its index columns (a column inspection, for every asset event), whether a data migration has
+run. On SQLite each ``has_table`` also builds and disposes an engine. At 1,000 models + 346
+tests that was about a fifth of the time spent writing a run's planned events, and the same
+again for each materialization of the build (``benchmarks/RESULTS.md``, figure 8).
+
+The answers can only change from "no" to "yes", by ``dagster instance migrate``, so only a
+"yes" is kept: a storage that sees a missing table keeps asking, exactly as before, and a
+migration done by another process is still seen. ``wipe`` forgets everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.engine import Connection
+
+
+class SchemaFactsCache:
+    """Mixin for a ``SqlEventLogStorage`` subclass: keeps each schema probe's "yes"."""
+
+    _known_schema: set[tuple[str, str]]
+
+    def _schema_fact(self, kind: str, name: str, probe: Callable[[], object]) -> bool:
+        known = self.__dict__.setdefault("_known_schema", set())
+        if (kind, name) in known:
+            return True
+        present = bool(probe())
+        if present:
+            known.add((kind, name))
+        return present
+
+    def has_table(self, table_name: str) -> bool:
+        stock = super().has_table
+        return self._schema_fact("table", table_name, lambda: stock(table_name))
+
+    def has_secondary_index(self, name: str) -> bool:
+        stock = super().has_secondary_index
+        return self._schema_fact("index", name, lambda: stock(name))
+
+    def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
+        stock = super()._has_asset_key_index_cols_on_connection
+        return self._schema_fact("asset_key_index_cols", "", lambda: stock(conn))
+
+    def enable_secondary_index(self, name: str) -> None:
+        super().enable_secondary_index(name)
+        self.__dict__.setdefault("_known_schema", set()).discard(("index", name))
+
+    def wipe(self) -> None:
+        self.__dict__.setdefault("_known_schema", set()).clear()
+        super().wipe()
