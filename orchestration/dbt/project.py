@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +56,23 @@ def manifest_path(settings: Settings) -> Path:
     return settings.dbt_project_dir / "target" / "manifest.json"
 
 
-def _newest_source_mtime(project_dir: Path) -> float:
-    newest = 0.0
+def project_source_files(project_dir: Path) -> Iterator[Path]:
+    """The files a ``dbt parse`` reads: when one is newer than the manifest, it is stale."""
     for name in PROJECT_SOURCE_FILES:
         path = project_dir / name
         if path.is_file():
-            newest = max(newest, path.stat().st_mtime)
+            yield path
     for folder in PROJECT_SOURCE_DIRS:
         root = project_dir / folder
         if not root.is_dir():
             continue
         for dirpath, _, filenames in os.walk(root):
             for filename in filenames:
-                newest = max(newest, os.stat(os.path.join(dirpath, filename)).st_mtime)
-    return newest
+                yield Path(dirpath, filename)
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    return max((path.stat().st_mtime for path in project_source_files(project_dir)), default=0.0)
 
 
 def manifest_is_stale(settings: Settings) -> bool:

@@ -11,6 +11,11 @@ What it sets, and why (figures in ``benchmarks/RESULTS.md``):
   engine built per write, and with batched writes in one transaction.
 - ``run_coordinator``: Dagster's default queued coordinator, dequeuing every second instead of
   every five, so a run launched from the UI or by the retry sensor starts without waiting.
+- ``run_launcher``: ``WarmRunLauncher`` (``orchestration.instance.run_launcher``), Dagster's
+  default launcher except that a run starts as a fork of a process that has already loaded
+  Dagster, dagster-dbt and the definitions, instead of a fresh interpreter that loads them
+  again (seconds per run at 1,000 models). Replace the block with Dagster's
+  ``DefaultRunLauncher`` to go back.
 
 ``DAGSTER_EVENT_BATCH_SIZE`` (which routes Dagster's batchable events through
 ``store_event_batch``) is an environment variable, not instance configuration; the Makefile
@@ -40,6 +45,11 @@ run_coordinator:
   config:
     dequeue_interval_seconds: 1
 """
+RUN_LAUNCHER = """\
+run_launcher:
+  module: orchestration.instance.run_launcher
+  class: WarmRunLauncher
+"""
 
 
 def event_log_storage_yaml(home: Path) -> str:
@@ -49,7 +59,7 @@ def event_log_storage_yaml(home: Path) -> str:
 
 def default_instance_yaml(home: Path) -> str:
     """The whole file for ``home``."""
-    return HEADER + event_log_storage_yaml(home) + RUN_COORDINATOR
+    return HEADER + event_log_storage_yaml(home) + RUN_COORDINATOR + RUN_LAUNCHER
 
 
 def ensure_instance_config(home: Path) -> bool:

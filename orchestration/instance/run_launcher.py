@@ -1,0 +1,230 @@
+"""``WarmRunLauncher``: Dagster's default launcher, except that a run of a code location on this
+machine starts as a fork of a warm worker (``orchestration.instance.warm_worker``) that has
+already imported Dagster, dagster-dbt and the definitions, instead of a fresh interpreter.
+
+The embedded instance (``orchestration.instance.config``) uses it; nothing else changes for a
+run: the same body of ``dagster api execute_run`` executes it, in its own process, writing the
+same events. What it saves and costs, measured: ``benchmarks/RESULTS.md``, figure 9.
+
+- **Stale code is never run.** The worker reports the files its definitions came from: the
+  Python modules it loaded from the code location's folder, the dbt manifest and the dbt
+  project's files (a fresh run worker re-parses when those are newer than the manifest). When
+  any of them changed since, the next launch starts a new worker first.
+- **Anything unusual goes the default way**, through the code location's server: a code
+  location in another Python environment or a container, or a worker that failed to start
+  (the run's log says why).
+- **Terminate** marks the run canceling and sends SIGTERM to its process, which Dagster turns
+  into its interrupt (the run ends CANCELED, dbt is stopped), as a container launcher does.
+- The first run after the daemon starts (or after a code change) waits for the worker to load.
+  The worker holds one copy of the definitions in memory (about 200 MB at 1,000 models);
+  children share its pages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import DefaultRunLauncher
+from dagster._core.launcher import LaunchRunContext
+from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+from dagster._serdes import serialize_value
+
+from orchestration.tags import RUN_WORKER_PID_TAG
+
+WORKER_MODULE = "orchestration.instance.warm_worker"
+WORKER_READY_TIMEOUT_SECONDS = 900
+"""Loading definitions may include a ``dbt parse`` of a stale project, as in a fresh worker."""
+WORKER_ANSWER_TIMEOUT_SECONDS = 30
+
+
+class WarmWorkerError(Exception):
+    """The warm worker could not start or answer: the run goes through the code server."""
+
+
+def file_stamps(paths: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
+    """What "unchanged" means for the watched files: the same modification time and size
+    (a deleted file counts as changed)."""
+    stamps = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            stamps.append((path, -1, -1))
+        else:
+            stamps.append((path, stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
+def working_directory(origin: RepositoryPythonOrigin) -> str | None:
+    return getattr(origin.code_pointer, "working_directory", None)
+
+
+class WarmWorker:
+    """One warm worker process, loaded with one code location, and the socket to it."""
+
+    def __init__(self, origin: RepositoryPythonOrigin) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [origin.executable_path, "-m", WORKER_MODULE, "--fd", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                cwd=working_directory(origin),
+            )
+        finally:
+            theirs.close()
+        self._socket = ours
+        self._reader = ours.makefile("r")
+        self._writer = ours.makefile("w")
+        reply = self._ask(
+            {"repository_origin": serialize_value(origin)}, WORKER_READY_TIMEOUT_SECONDS
+        )
+        if not reply.get("ready"):
+            self.close()
+            raise WarmWorkerError(reply.get("error", "the warm worker did not start"))
+        self.watched: list[str] = reply["watched"]
+        self.stamps = file_stamps(self.watched)
+
+    def _ask(self, message: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+        self._socket.settimeout(timeout_seconds)
+        try:
+            self._writer.write(json.dumps(message) + "\n")
+            self._writer.flush()
+            line = self._reader.readline()
+        except OSError as error:  # timeout, or the worker is gone
+            raise WarmWorkerError(f"the warm worker did not answer: {error}") from error
+        if not line:
+            raise WarmWorkerError(f"the warm worker exited (code {self.process.poll()})")
+        return json.loads(line)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def is_current(self) -> bool:
+        """Alive, and none of the files its definitions came from changed."""
+        return self.process.poll() is None and file_stamps(self.watched) == self.stamps
+
+    def start(self, run_id: str, instance_ref: str) -> int:
+        """Fork a child that executes ``run_id``; its pid."""
+        reply = self._ask(
+            {"run_id": run_id, "instance_ref": instance_ref}, WORKER_ANSWER_TIMEOUT_SECONDS
+        )
+        return int(reply["pid"])
+
+    def close(self) -> None:
+        """End of input ends the worker; children it started run on."""
+        for stream in (self._writer, self._reader, self._socket):
+            with contextlib.suppress(OSError):
+                stream.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+
+
+def is_warm_child(pid: int) -> bool:
+    """Whether ``pid`` is still a process forked by a warm worker (not a reused pid)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not Path("/proc").is_dir():  # no procfs: trust the tag
+        return True
+    try:
+        return WORKER_MODULE.encode() in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
+class WarmRunLauncher(DefaultRunLauncher):
+    """Configured in ``dagster.yaml`` as ``run_launcher: {module:
+    orchestration.instance.run_launcher, class: WarmRunLauncher}``; no options."""
+
+    def __init__(self, inst_data: Any = None) -> None:
+        super().__init__(inst_data=inst_data)
+        self._workers: dict[str, WarmWorker] = {}
+        self._lock = threading.Lock()
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        origin = run.job_code_origin
+        if not self._warm_can_run(origin):
+            super().launch_run(context)
+            return
+        assert isinstance(origin, JobPythonOrigin)
+        try:
+            with self._lock:
+                worker = self._worker_for(origin.repository_origin)
+                pid = worker.start(run.run_id, serialize_value(self._instance.get_ref()))
+        except WarmWorkerError as error:
+            self._instance.report_engine_event(
+                f"The warm run worker is unavailable, so this run starts in a new process "
+                f"through the code server: {error}",
+                run,
+                cls=self.__class__,
+            )
+            super().launch_run(context)
+            return
+        self._instance.add_run_tags(run.run_id, {RUN_WORKER_PID_TAG: str(pid)})
+        self._instance.report_engine_event(
+            f"Started in a warm run worker (pid {pid}, forked from {worker.pid}, definitions "
+            "already loaded).",
+            run,
+            cls=self.__class__,
+        )
+        self._run_ids.add(run.run_id)
+
+    @staticmethod
+    def _warm_can_run(origin: Any) -> bool:
+        """A plain Python code location in this interpreter (not a container, not another
+        virtual environment)."""
+        if not isinstance(origin, JobPythonOrigin):
+            return False
+        repository = origin.repository_origin
+        return (
+            repository.container_image is None
+            and not repository.container_context
+            and os.path.realpath(repository.executable_path) == os.path.realpath(sys.executable)
+        )
+
+    def warm(self, origin: RepositoryPythonOrigin) -> None:
+        """Load the worker for ``origin`` now instead of at its first run (benchmarks: a
+        daemon that has launched a run before holds a loaded worker)."""
+        with self._lock:
+            self._worker_for(origin)
+
+    def _worker_for(self, origin: RepositoryPythonOrigin) -> WarmWorker:
+        key = serialize_value(origin)
+        worker = self._workers.get(key)
+        if worker is not None and not worker.is_current():
+            self._workers.pop(key).close()
+            worker = None
+        if worker is None:
+            worker = self._workers[key] = WarmWorker(origin)
+        return worker
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id) if self.has_instance else None
+        if run is None or run.is_finished or RUN_WORKER_PID_TAG not in run.tags:
+            return super().terminate(run_id)
+        pid = int(run.tags[RUN_WORKER_PID_TAG])
+        self._instance.report_run_canceling(run)
+        if not is_warm_child(pid):
+            self._instance.report_engine_event(
+                f"Run worker process {pid} is gone; nothing to terminate.", run, cls=self.__class__
+            )
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        return True
+
+    def dispose(self) -> None:
+        with self._lock:
+            for worker in self._workers.values():
+                worker.close()
+            self._workers.clear()

@@ -1,0 +1,151 @@
+"""The warm run worker: one process that has imported Dagster, dagster-dbt and a code location's
+definitions once, and forks a child for every run (``WarmRunLauncher`` starts and feeds it).
+
+Why: Dagster's default launcher starts every run in a fresh interpreter, which imports Dagster and
+dagster-dbt (about 2.2 s here) and builds the definitions from the manifest (about 1.5 s at 1,000
+models) before the first step starts — a third of a whole recovery of a dozen models
+(``benchmarks/RESULTS.md``, figure 9). A forked child starts with all of that in memory.
+
+What keeps forking safe: before a fork this process has opened no instance, database, socket to
+a server or thread of its own; it only loaded code and definitions (the garbage collector's
+objects are frozen, so children share those pages). Each child restores the signal handlers it
+inherited, opens its own instance from the launcher's ref and runs exactly the body of
+``dagster api execute_run``; SIGTERM / SIGINT become Dagster's interrupt, as in any run worker.
+
+Protocol, one JSON object per line on the socket whose descriptor ``--fd`` names:
+``{"repository_origin": …}`` once (this process answers ``{"ready": true, "watched": […]}``
+with the source files it loaded, or ``{"error": …}``), then ``{"run_id": …, "instance_ref": …}``
+per run, answered ``{"pid": …}``. End of input ends this process; running children go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def loaded_source_files(root: Path) -> list[str]:
+    """Source files of the loaded modules under ``root``: when one changes, the definitions in
+    this process are stale (the launcher then starts a new worker)."""
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).resolve().is_relative_to(root):
+            files.add(str(Path(path).resolve()))
+    return sorted(files)
+
+
+def preload(repository_origin: str) -> list[str]:
+    """Load the code location's definitions (what each run would otherwise load); the files to
+    watch."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.origin import RepositoryPythonOrigin
+    from dagster._serdes import deserialize_value
+
+    origin = deserialize_value(repository_origin, RepositoryPythonOrigin)
+    if origin.entry_point and origin.container_context:
+        raise ValueError("a containerised code location is launched by its own launcher")
+    ReconstructableRepository(origin.code_pointer, origin.container_image).get_definition()
+    gc.collect()
+    gc.freeze()
+    root = Path(os.getcwd()).resolve()
+    return loaded_source_files(root) + extra_watched_files()
+
+
+def extra_watched_files() -> list[str]:
+    """Files the definitions were built from that are not Python modules: the dbt manifest and
+    the project files a parse reads (a fresh run worker re-parses when those are newer)."""
+    try:
+        from orchestration.dbt.project import manifest_path, project_source_files
+        from orchestration.settings import load_settings
+
+        settings = load_settings()
+    except Exception:  # noqa: BLE001 - another code location: its modules are watched
+        return []
+    files = [manifest_path(settings), *project_source_files(settings.dbt_project_dir)]
+    return [str(path.resolve()) for path in files]
+
+
+def run_child(request: dict[str, Any]) -> None:
+    """In the forked child: run the run, then leave without running the parent's cleanup."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # dbt's subprocess must be waitable
+        from dagster._cli.api import _execute_run_command_body
+        from dagster._core.instance import DagsterInstance, InstanceRef
+        from dagster._serdes import deserialize_value
+        from dagster._utils.interrupts import capture_interrupts
+
+        instance_ref = deserialize_value(request["instance_ref"], InstanceRef)
+        with capture_interrupts(), DagsterInstance.from_ref(instance_ref) as instance:
+            code = _execute_run_command_body(
+                request["run_id"], instance, lambda _event: None, set_exit_code_on_failure=False
+            )
+    except BaseException:  # noqa: BLE001 - the run's own failure is in its event log already
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def reap_children(_signum: int = 0, _frame: Any = None) -> None:
+    """Collect finished children (no zombies while this process waits for the next run)."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def answer(writer: TextIO, message: dict[str, Any]) -> None:
+    writer.write(json.dumps(message) + "\n")
+    writer.flush()
+
+
+def serve(sock: socket.socket) -> None:
+    reader, writer = sock.makefile("r"), sock.makefile("w")
+    hello = json.loads(reader.readline() or "{}")
+    try:
+        watched = preload(hello["repository_origin"])
+    except Exception:  # noqa: BLE001 - the launcher falls back to the code server and says why
+        answer(writer, {"error": traceback.format_exc(limit=5)})
+        return
+    answer(writer, {"ready": True, "watched": watched, "pid": os.getpid()})
+    signal.signal(signal.SIGCHLD, reap_children)
+    for line in reader:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            reader.close()
+            writer.close()
+            sock.close()
+            run_child(request)
+        answer(writer, {"pid": pid})
+
+
+def main() -> None:
+    from dagster._utils.interrupts import setup_interrupt_handlers
+
+    parser = argparse.ArgumentParser(prog="python -m orchestration.instance.warm_worker")
+    parser.add_argument("--fd", type=int, required=True, help="the launcher's socket")
+    args = parser.parse_args()
+    setup_interrupt_handlers()  # SIGTERM acts as SIGINT, here and in every child
+    # KeyboardInterrupt: SIGTERM or SIGINT, the daemon is stopping.
+    with socket.socket(fileno=args.fd) as sock, contextlib.suppress(KeyboardInterrupt):
+        serve(sock)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""``WarmRunLauncher`` (``orchestration/instance/run_launcher.py``): runs launched the way the
+daemon launches them — a real workspace with its code server, ``instance.launch_run`` — start as
+forks of one warm worker, recover exactly what the cold path recovers, never run stale code, and
+stop when terminated."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from dagster import DagsterEventType, DagsterRunStatus
+from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
+from dagster._core.origin import JobPythonOrigin
+
+from orchestration.artifacts.store import open_store
+from orchestration.dbt.project import manifest_path
+from orchestration.instance.config import RUN_LAUNCHER
+from orchestration.instance.run_launcher import WarmRunLauncher
+from orchestration.settings import REPO_ROOT, load_settings
+from orchestration.tags import RESUME_RETRY_TAG, RUN_WORKER_PID_TAG
+from tests.conftest import Pipeline, statuses, stored_run_results
+from tests.dbt_graph import model_descendants
+
+pytestmark = pytest.mark.integration
+
+MIDDLE = "int_deals__converted"
+RUN_TIMEOUT_SECONDS = 300
+FORKED_FROM = re.compile(r"Started in a warm run worker \(pid (\d+), forked from (\d+)")
+
+
+@contextmanager
+def launching(pipeline: Pipeline) -> Iterator[tuple[Any, Any]]:
+    """The instance (with the embedded config's launcher) and a workspace request context over
+    ``workspace.yaml``, whose code server runs in its own process, as the daemon's does."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    with (pipeline.dagster_home / "dagster.yaml").open("a") as config:
+        config.write(RUN_LAUNCHER)
+    with (
+        pipeline.instance() as instance,
+        WorkspaceProcessContext(
+            instance, WorkspaceFileTarget([str(REPO_ROOT / "workspace.yaml")])
+        ) as process_context,
+    ):
+        assert isinstance(instance.run_launcher, WarmRunLauncher)
+        try:
+            yield instance, process_context.create_request_context()
+        finally:
+            instance.run_launcher.dispose()
+
+
+def remote_job(context: Any, name: str) -> tuple[Any, Any]:
+    (location_name,) = context.get_code_location_entries()
+    location = context.get_code_location(location_name)
+    (repository,) = location.get_repositories().values()
+    return location, repository.get_full_job(name)
+
+
+def launch_new(instance: Any, context: Any, name: str, run_config: dict | None = None) -> str:
+    """A new run of job ``name``, created and launched as the daemon does for a schedule."""
+    from orchestration.definitions import job_by_name
+
+    _, job = remote_job(context, name)
+    run = instance.create_run_for_job(
+        job_def=job_by_name(name),
+        run_config=run_config,
+        remote_job_origin=job.get_remote_origin(),
+        job_code_origin=job.get_python_origin(),
+    )
+    instance.launch_run(run.run_id, context)
+    return run.run_id
+
+
+def launch_reexecution(instance: Any, context: Any, parent_id: str, strategy: str) -> str:
+    """*Re-execute → From failure / From asset failure*, created as the webserver does."""
+    parent = instance.get_run_by_id(parent_id)
+    location, job = remote_job(context, parent.job_name)
+    tags = {RESUME_RETRY_TAG: "true"} if strategy == "FROM_FAILURE" else {}
+    run = instance.create_reexecuted_run(
+        request_context=context,
+        parent_run=parent,
+        code_location=location,
+        remote_job=job,
+        strategy=ReexecutionStrategy[strategy],
+        extra_tags=tags,
+        use_parent_run_tags=True,
+    )
+    instance.launch_run(run.run_id, context)
+    return run.run_id
+
+
+def wait_for_end(instance: Any, run_id: str) -> Any:
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run.is_finished:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not end within {RUN_TIMEOUT_SECONDS} s")
+
+
+def forked_from(instance: Any, run_id: str) -> tuple[int, int]:
+    """(the run's process, the warm worker it was forked from), from the run's own log."""
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        match = FORKED_FROM.search(entry.message or "")
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    raise AssertionError(f"run {run_id} did not start in a warm run worker")
+
+
+def started_in(instance: Any, run_id: str) -> int:
+    """The pid Dagster's run worker body reports for itself ("Started process for run")."""
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        match = re.search(r"Started process for run \(pid: (\d+)\)", entry.message or "")
+        if match:
+            return int(match.group(1))
+    raise AssertionError(f"run {run_id} has no run-worker start event")
+
+
+def executed_models(pipeline: Pipeline, run_id: str) -> set[str]:
+    results = stored_run_results(open_store(pipeline.artifacts_uri), run_id)
+    return {name for r in results for name, status in statuses(r).items() if status != "skipped"}
+
+
+def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_code(
+    pipeline: Pipeline, manifest_ready: Any
+) -> None:
+    pipeline.faults().inject(MIDDLE, times=1)
+    needed = {MIDDLE} | model_descendants(MIDDLE)
+    with launching(pipeline) as (instance, context):
+        failed_id = launch_new(instance, context, "daily_pipeline")
+        assert wait_for_end(instance, failed_id).status == DagsterRunStatus.FAILURE
+
+        retry_id = launch_reexecution(instance, context, failed_id, "FROM_FAILURE")
+        retry = wait_for_end(instance, retry_id)
+        assert retry.status == DagsterRunStatus.SUCCESS
+        assert executed_models(pipeline, retry_id) == needed
+
+        # Both runs are children of the same worker: the definitions were loaded once.
+        (failed_pid, worker), (retry_pid, retry_worker) = (
+            forked_from(instance, failed_id),
+            forked_from(instance, retry_id),
+        )
+        assert retry_worker == worker and failed_pid != retry_pid != worker
+        assert started_in(instance, retry_id) == retry_pid  # Dagster's own run-worker body
+        assert retry.tags[RUN_WORKER_PID_TAG] == str(retry_pid)
+
+        # A new manifest (a `dbt parse` after a change): the next run must not use the
+        # definitions loaded from the old one.
+        manifest = manifest_path(load_settings())
+        later = time.time() + 5
+        os.utime(manifest, (later, later))
+        config = {"ops": {"dbt_models": {"config": {"retry_from_run_id": failed_id}}}}
+        artifacts_id = launch_new(instance, context, "recover_from_artifacts", config)
+        assert wait_for_end(instance, artifacts_id).status == DagsterRunStatus.SUCCESS
+        assert forked_from(instance, artifacts_id)[1] != worker
+        assert executed_models(pipeline, artifacts_id) == needed
+
+
+def dbt_processes_of(run_id: str) -> list[str]:
+    """Command lines of live dbt processes writing into the run's invocation folders."""
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if "dbt" in line and run_id[:8] in line]
+
+
+def test_terminate_cancels_a_warm_run_and_stops_its_dbt(
+    pipeline: Pipeline, manifest_ready: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBT_THREADS", "1")  # slow enough to be caught half-way
+    with launching(pipeline) as (instance, context):
+        run_id = launch_new(instance, context, "daily_pipeline")
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+        while not instance.get_records_for_run(
+            run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=1
+        ).records:
+            assert time.monotonic() < deadline and not instance.get_run_by_id(run_id).is_finished
+            time.sleep(0.2)
+        assert instance.run_launcher.terminate(run_id)
+        assert wait_for_end(instance, run_id).status == DagsterRunStatus.CANCELED
+        assert not dbt_processes_of(run_id)
+
+
+def test_a_code_location_in_another_environment_or_a_container_goes_the_default_way() -> None:
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.origin import RepositoryPythonOrigin
+
+    def origin(**kwargs: Any) -> JobPythonOrigin:
+        pointer = ModuleCodePointer("orchestration.definitions", "defs", str(REPO_ROOT))
+        return JobPythonOrigin(
+            "daily_pipeline", RepositoryPythonOrigin(code_pointer=pointer, **kwargs)
+        )
+
+    import sys
+
+    assert WarmRunLauncher._warm_can_run(origin(executable_path=sys.executable))
+    assert not WarmRunLauncher._warm_can_run(origin(executable_path="/opt/other/bin/python"))
+    assert not WarmRunLauncher._warm_can_run(
+        origin(executable_path=sys.executable, container_image="registry/pipeline:1")
+    )
+    assert not WarmRunLauncher._warm_can_run(None)
