@@ -1,6 +1,6 @@
 """``python -m benchmarks [--quick] [--sizes 100,1000] [--repeats 3] [--out …]``.
 
-Runs the six figures of issue 6 on synthetic dbt projects (and figure 7, batch-level recovery,
+Runs the figures on synthetic dbt projects (and figure 7, batch-level recovery,
 on our own project) and writes the raw numbers as JSON and a readable ``benchmarks/RESULTS.md``.
 ``make bench`` runs the defaults (58 minutes on a shared, busy 2-core machine); ``--quick`` runs
 every figure at small sizes in a few minutes, to check that the whole thing works, and writes to
@@ -20,7 +20,16 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.env import STORAGE_ENV
-from benchmarks.figures import instance, load, microbatch, overhead, planner, recovery, sensor
+from benchmarks.figures import (
+    instance,
+    launched,
+    load,
+    microbatch,
+    overhead,
+    planner,
+    recovery,
+    sensor,
+)
 from benchmarks.timing import progress
 
 HERE = Path(__file__).resolve().parent
@@ -32,14 +41,25 @@ DEFAULT_SIZES = {
     "overhead": [100, 1000, "1000s"],
     "sensor": [1000, 5000, 10000],
     "load": [1000, 10000],
+    "launched": [1000],
 }
 QUICK_SIZES = {
     "recovery": [20, "20s"],
     "overhead": [20, "20s"],
     "sensor": [100, 300],
     "load": [100],
+    "launched": [20],
 }
-FIGURES = ("planner", "instance", "sensor", "load", "overhead", "recovery", "microbatch")
+FIGURES = (
+    "planner",
+    "instance",
+    "sensor",
+    "load",
+    "overhead",
+    "recovery",
+    "launched",
+    "microbatch",
+)
 """Run order: cheap and self-contained first, so a broken environment fails fast."""
 
 
@@ -142,6 +162,7 @@ def run_figures(args: argparse.Namespace) -> None:
             untagged_max_n=0 if args.quick else 100,
             positions=args.positions or (("middle",) if args.quick else recovery.POSITIONS),
         ),
+        "launched": lambda: launched.run(WORK, sizes["launched"], repeats=repeats),
         "microbatch": lambda: microbatch.run(WORK),
     }
     results: dict[str, Any] = {"figures": {}, "seconds": {}}

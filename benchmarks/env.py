@@ -241,6 +241,21 @@ class BenchEnv:
             data["run_id"], data["success"], result.wall_s, data["run_s"], data["planned_assets"]
         )
 
+    def launch_run(
+        self, parent_run_id: str, *, launcher: str, strategy: str, tags: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """A re-execution created and launched as the UI and daemon do
+        (``benchmarks.launched_run``); its timings and outcome."""
+        args = [sys.executable, "-m", "benchmarks.launched_run", "--launcher", launcher]
+        args += ["--parent", parent_run_id, "--strategy", strategy]
+        for key, value in tags.items():
+            args += ["--tag", f"{key}={value}"]
+        result = run_process(args, env=self.environ(), cwd=REPO_ROOT)
+        lines = [line for line in result.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+        if not lines:
+            raise RuntimeError(f"no result from {' '.join(args)}:\n{result.stderr[-3000:]}")
+        return json.loads(lines[-1].removeprefix(RESULT_MARKER))
+
     def dbt(self, args: Sequence[str], *, state: Path | None = None) -> DbtRun:
         """A direct dbt command, as a person would type it, with its own target folder."""
         target = self.direct_target
