@@ -15,6 +15,8 @@ same events. What it saves and costs, measured: ``benchmarks/RESULTS.md``, figur
   (the run's log says why).
 - **Terminate** marks the run canceling and sends SIGTERM to its process, which Dagster turns
   into its interrupt (the run ends CANCELED, dbt is stopped), as a container launcher does.
+- **A dead worker is seen**: with run monitoring on (``deploy/dagster.yaml``), a run whose
+  process died is marked FAILURE at the next check, which ``DefaultRunLauncher`` cannot do.
 - The first run after the daemon starts (or after a code change) waits for the worker to load.
   The worker holds one copy of the definitions in memory (about 200 MB at 1,000 models);
   children share its pages.
@@ -35,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from dagster import DefaultRunLauncher
-from dagster._core.launcher import LaunchRunContext
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import serialize_value
 
 from orchestration.tags import RUN_WORKER_PID_TAG
@@ -170,7 +173,6 @@ class WarmRunLauncher(DefaultRunLauncher):
             )
             super().launch_run(context)
             return
-        self._instance.add_run_tags(run.run_id, {RUN_WORKER_PID_TAG: str(pid)})
         self._instance.report_engine_event(
             f"Started in a warm run worker (pid {pid}, forked from {worker.pid}, definitions "
             "already loaded).",
@@ -222,6 +224,21 @@ class WarmRunLauncher(DefaultRunLauncher):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         return True
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        """For run monitoring: a warm run whose process is gone (killed, out of memory) is
+        reported FAILED, so the daemon ends it and the retry sensor can recover it. A run
+        started through the code server is not checked, as with ``DefaultRunLauncher``."""
+        pid = run.tags.get(RUN_WORKER_PID_TAG)
+        if pid is None:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "not a warm run: not checked")
+        if is_warm_child(int(pid)):
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone")
 
     def dispose(self) -> None:
         with self._lock:

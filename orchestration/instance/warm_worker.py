@@ -85,8 +85,12 @@ def run_child(request: dict[str, Any]) -> None:
         from dagster._serdes import deserialize_value
         from dagster._utils.interrupts import capture_interrupts
 
+        from orchestration.tags import RUN_WORKER_PID_TAG
+
         instance_ref = deserialize_value(request["instance_ref"], InstanceRef)
         with capture_interrupts(), DagsterInstance.from_ref(instance_ref) as instance:
+            # Before the run starts: terminate and the health check find the process by it.
+            instance.add_run_tags(request["run_id"], {RUN_WORKER_PID_TAG: str(os.getpid())})
             code = _execute_run_command_body(
                 request["run_id"], instance, lambda _event: None, set_exit_code_on_failure=False
             )

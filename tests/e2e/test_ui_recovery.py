@@ -137,6 +137,11 @@ def test_a_model_error_is_recovered_by_both_buttons(
     failed, recovery = fail_then_recover(services, strategy)
     expected = {"int_deals__converted"} | model_descendants("int_deals__converted")
     assert executed_models(services.pipeline, recovery) == expected == planned_models(failed)
+    # The daemon launched both through the embedded instance's WarmRunLauncher.
+    with services.pipeline.instance() as instance:
+        for run_id in (failed, recovery):
+            messages = [e.message or "" for e in instance.all_logs(run_id)]
+            assert any("Started in a warm run worker" in m for m in messages)
 
 
 def test_from_asset_failure_after_a_failed_test(services: DagsterServices) -> None:
@@ -210,8 +215,9 @@ def test_from_asset_failure_after_the_run_worker_was_killed(services: DagsterSer
         assert worker_pid, "the run never got into dbt build"
         for pid in [*_children(worker_pid), worker_pid]:
             os.kill(pid, signal.SIGKILL)
-        # What run monitoring does for a worker that died: mark the run failed. (The default
-        # run launcher cannot health-check workers; deploy/ uses one that can.)
+        # What run monitoring does for a worker that died: mark the run failed. (The embedded
+        # instance runs no monitoring; deploy/dagster.yaml does, and its WarmRunLauncher
+        # reports the dead worker: tests/integration/test_warm_launcher.py.)
         time.sleep(1)
         instance.report_run_failed(
             instance.get_run_by_id(run_id), message="run worker killed (SIGKILL) by the test"

@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterEventType, DagsterRunStatus
+from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 from dagster._core.origin import JobPythonOrigin
 
 from orchestration.artifacts.store import open_store
 from orchestration.dbt.project import manifest_path
 from orchestration.instance.config import RUN_LAUNCHER
-from orchestration.instance.run_launcher import WarmRunLauncher
+from orchestration.instance.run_launcher import WarmRunLauncher, is_warm_child
 from orchestration.settings import REPO_ROOT, load_settings
 from orchestration.tags import RESUME_RETRY_TAG, RUN_WORKER_PID_TAG
 from tests.conftest import Pipeline, statuses, stored_run_results
@@ -164,10 +165,21 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
         assert executed_models(pipeline, artifacts_id) == needed
 
 
-def dbt_processes_of(run_id: str) -> list[str]:
-    """Command lines of live dbt processes writing into the run's invocation folders."""
-    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in listing.splitlines() if "dbt" in line and run_id[:8] in line]
+def dbt_processes_of(run_id: str) -> list[int]:
+    """Live dbt processes of the run: their target folder (``DBT_TARGET_PATH``, set in their
+    environment, not on the command line) is one of the run's invocation folders."""
+    marker = f"/invocations/{run_id[:8]}-".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (
+                b"dbt" in (proc / "cmdline").read_bytes()
+                and marker in (proc / "environ").read_bytes()
+            ):
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
 
 
 def test_terminate_cancels_a_warm_run_and_stops_its_dbt(
@@ -176,15 +188,48 @@ def test_terminate_cancels_a_warm_run_and_stops_its_dbt(
     monkeypatch.setenv("DBT_THREADS", "1")  # slow enough to be caught half-way
     with launching(pipeline) as (instance, context):
         run_id = launch_new(instance, context, "daily_pipeline")
-        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-        while not instance.get_records_for_run(
-            run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=1
-        ).records:
-            assert time.monotonic() < deadline and not instance.get_run_by_id(run_id).is_finished
-            time.sleep(0.2)
+        wait_for_dbt(instance, run_id)  # dbt is running now…
         assert instance.run_launcher.terminate(run_id)
         assert wait_for_end(instance, run_id).status == DagsterRunStatus.CANCELED
-        assert not dbt_processes_of(run_id)
+        assert not dbt_processes_of(run_id)  # …and stopped with the run
+
+
+def wait_for_dbt(instance: Any, run_id: str) -> None:
+    """Until the run's dbt build is running (after ingestion)."""
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while not dbt_processes_of(run_id):
+        assert time.monotonic() < deadline and not instance.get_run_by_id(run_id).is_finished
+        time.sleep(0.2)
+
+
+def test_run_monitoring_fails_a_warm_run_whose_process_died(
+    pipeline: Pipeline, manifest_ready: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+    monkeypatch.setenv("DBT_THREADS", "1")
+    with launching(pipeline) as (instance, context):
+        run_id = launch_new(instance, context, "daily_pipeline")
+        wait_for_dbt(instance, run_id)
+        run = instance.get_run_by_id(run_id)
+        assert instance.run_launcher.check_run_worker_health(run).status.value == "RUNNING"
+        pid = int(run.tags[RUN_WORKER_PID_TAG])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while is_warm_child(pid):  # until its warm worker has reaped it
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # The daemon's own monitoring step, as its loop calls it.
+        (record,) = instance.get_run_records(RunsFilter(run_ids=[run_id]))
+        monitor_started_run(instance, context, record, logging.getLogger("test"))
+        run = instance.get_run_by_id(run_id)
+        assert run.status == DagsterRunStatus.FAILURE
+        messages = [e.message or "" for e in instance.all_logs(run_id)]
+        assert any(f"run worker process {pid} is gone" in m for m in messages)
+        for orphan in dbt_processes_of(run_id):  # the killed worker's dbt child
+            os.kill(orphan, signal.SIGKILL)
 
 
 def test_a_code_location_in_another_environment_or_a_container_goes_the_default_way() -> None:
