@@ -9,7 +9,7 @@ re-execution planning every asset of the dbt op it is tens of seconds before a r
 ``EmbeddedSqliteEventLogStorage`` runs exactly the same SQL in the same transactions, with the
 same ``journal_mode`` (WAL, set by Dagster when it creates a shard) and the same ``synchronous``
 setting (SQLite's default, FULL), so what is durable after a crash is unchanged. It differs in
-three ways only:
+these ways only:
 
 - one engine per shard is kept (the index shard and the most recent run shards), per process:
   a forked child builds its own;
@@ -18,7 +18,8 @@ three ways only:
   transaction per shard instead of one per event. The events and rows are the same; a crash in
   the middle stores none of the batch instead of a prefix of it;
 - the schema probes Dagster makes for every event are answered once
-  (``orchestration.instance.schema_facts``).
+  (``orchestration.instance.schema_facts``), and an asset event's row in the asset-key table is
+  written with one upsert, as dagster-postgres writes it, instead of a failing insert + update.
 
 It is the default of the embedded instance (``orchestration.instance.config``); production uses
 PostgreSQL (``deploy/dagster.yaml``), whose storage batches natively.
@@ -34,12 +35,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.schema import AssetKeyTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SqliteEventLogStorage,
 )
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy import create_engine
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -115,6 +118,24 @@ class EmbeddedSqliteEventLogStorage(SchemaFactsCache, SqliteEventLogStorage):
                         self.store_event(event)
                 finally:
                     self._batch.connections = {}
+
+    def _store_asset_event(self, conn: Connection, event: EventLogEntry, event_id: int) -> None:
+        """The stock asset-key row write as one upsert (``INSERT … ON CONFLICT DO UPDATE``, as
+        dagster-postgres writes it) instead of an insert that fails with an IntegrityError for
+        every asset already known, then an update: the same row, one statement, no exception."""
+        asset_key = event.dagster_event.asset_key if event.dagster_event else None
+        if asset_key is None:
+            return
+        values = self._get_asset_entry_values(
+            event, event_id, self._has_asset_key_index_cols_on_connection(conn)
+        )
+        if not values:
+            return
+        conn.execute(
+            sqlite_insert(AssetKeyTable)
+            .values(asset_key=asset_key.to_string(), **values)
+            .on_conflict_do_update(index_elements=[AssetKeyTable.c.asset_key], set_=values)
+        )
 
     def wipe(self) -> None:
         self._dispose_engines()
