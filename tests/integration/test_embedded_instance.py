@@ -129,7 +129,20 @@ def _what_is_stored(instance: DagsterInstance, job: Any, run_id: str) -> dict[st
             if entry.dagster_event is not None
         ),
         "records": records,
-        "checks": sorted((k.to_user_string(), v.status.value) for k, v in checks.items()),
+        "checks": sorted(
+            (
+                k.to_user_string(),
+                v.status.value,
+                v.event.dagster_event_type.value,
+                v.run_id == run_id,
+            )
+            for k, v in checks.items()
+        ),
+        "planned_in": {
+            key.to_user_string(): info is not None and info.run_id == run_id
+            for key in keys
+            for info in [storage.get_latest_planned_materialization_info(key)]
+        },
         "failed_runs": [record.event_log_entry.run_id == run_id for record in failures],
         "latest_id_known": (storage.get_maximum_record_id() or 0) > 0,
     }
@@ -155,7 +168,8 @@ def test_the_embedded_event_log_stores_what_the_stock_one_stores(
     stored = found["embedded"]
     assert stored["records"]["m000"] == (True, True)
     assert stored["records"][f"m{ASSETS - 1:03d}"] == (True, False)
-    statuses = dict(stored["checks"])
+    assert set(stored["planned_in"].values()) == {True}
+    statuses = {key: status for key, status, *_ in stored["checks"]}
     assert statuses.pop("m000:not_null") == "FAILED"
     assert set(statuses.values()) == {"PLANNED"} and len(statuses) == 9
     assert stored["failed_runs"] == [True]
