@@ -17,15 +17,17 @@ same events. What it saves and costs, measured: ``benchmarks/RESULTS.md``, figur
   into its interrupt (the run ends CANCELED, dbt is stopped), as a container launcher does.
 - **A dead worker is seen**: with run monitoring on (``deploy/dagster.yaml``), a run whose
   process died is marked FAILURE at the next check, which ``DefaultRunLauncher`` cannot do.
-- The first run after the daemon starts (or after a code change) waits for the worker to load.
-  The worker holds one copy of the definitions in memory (about 200 MB at 1,000 models);
-  children share its pages.
+- Loading a worker never holds up a launch: the first run after the daemon starts, or after a
+  change, goes through the code server (as with Dagster's launcher, its log says why) while the
+  worker loads in the background; the runs after it start warm. The worker holds one copy of
+  the definitions in memory (about 200 MB at 1,000 models); children share its pages.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -46,7 +48,8 @@ from orchestration.tags import RUN_WORKER_PID_TAG
 
 WORKER_MODULE = "orchestration.instance.warm_worker"
 WORKER_READY_TIMEOUT_SECONDS = 900
-"""Loading definitions may include a ``dbt parse`` of a stale project, as in a fresh worker."""
+"""Loading definitions may include a ``dbt parse`` of a stale project, as in a fresh worker
+(in the background: runs meanwhile go through the code server)."""
 WORKER_ANSWER_TIMEOUT_SECONDS = 30
 
 
@@ -88,12 +91,16 @@ class WarmWorker:
         self._socket = ours
         self._reader = ours.makefile("r")
         self._writer = ours.makefile("w")
-        reply = self._ask(
-            {"repository_origin": serialize_value(origin)}, WORKER_READY_TIMEOUT_SECONDS
-        )
-        if not reply.get("ready"):
+        try:
+            reply = self._ask(
+                {"repository_origin": serialize_value(origin)}, WORKER_READY_TIMEOUT_SECONDS
+            )
+            if not reply.get("ready"):
+                raise WarmWorkerError(reply.get("error", "the warm worker did not start"))
+        except BaseException:
+            self.process.kill()
             self.close()
-            raise WarmWorkerError(reply.get("error", "the warm worker did not start"))
+            raise
         self.watched: list[str] = reply["watched"]
         self.stamps = file_stamps(self.watched)
 
@@ -151,6 +158,7 @@ class WarmRunLauncher(DefaultRunLauncher):
     def __init__(self, inst_data: Any = None) -> None:
         super().__init__(inst_data=inst_data)
         self._workers: dict[str, WarmWorker] = {}
+        self._loading: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     def launch_run(self, context: LaunchRunContext) -> None:
@@ -160,19 +168,23 @@ class WarmRunLauncher(DefaultRunLauncher):
             super().launch_run(context)
             return
         assert isinstance(origin, JobPythonOrigin)
-        try:
-            with self._lock:
-                worker = self._worker_for(origin.repository_origin)
+        worker, why_not = self._ready_worker(origin.repository_origin)
+        pid = None
+        if worker is not None:
+            try:
                 pid = worker.start(run.run_id, serialize_value(self._instance.get_ref()))
-        except WarmWorkerError as error:
+            except WarmWorkerError as error:
+                self._discard(worker)
+                why_not = str(error)
+        if pid is None:
             self._instance.report_engine_event(
-                f"The warm run worker is unavailable, so this run starts in a new process "
-                f"through the code server: {error}",
+                f"This run starts in a new process through the code server: {why_not}",
                 run,
                 cls=self.__class__,
             )
             super().launch_run(context)
             return
+        assert worker is not None
         self._instance.report_engine_event(
             f"Started in a warm run worker (pid {pid}, forked from {worker.pid}, definitions "
             "already loaded).",
@@ -194,21 +206,56 @@ class WarmRunLauncher(DefaultRunLauncher):
             and os.path.realpath(repository.executable_path) == os.path.realpath(sys.executable)
         )
 
-    def warm(self, origin: RepositoryPythonOrigin) -> None:
-        """Load the worker for ``origin`` now instead of at its first run (benchmarks: a
-        daemon that has launched a run before holds a loaded worker)."""
-        with self._lock:
-            self._worker_for(origin)
-
-    def _worker_for(self, origin: RepositoryPythonOrigin) -> WarmWorker:
+    def _ready_worker(self, origin: RepositoryPythonOrigin) -> tuple[WarmWorker | None, str]:
+        """The loaded, current worker for ``origin``, or why there is none. Loading one never
+        holds up a launch: it happens in the background, and until it is done runs go the
+        default way (no slower than Dagster's own launcher)."""
         key = serialize_value(origin)
-        worker = self._workers.get(key)
-        if worker is not None and not worker.is_current():
-            self._workers.pop(key).close()
-            worker = None
+        with self._lock:
+            worker = self._workers.get(key)
+            if worker is not None and worker.is_current():
+                return worker, ""
+            if worker is not None:
+                self._workers.pop(key).close()
+                why = "its code or the dbt project changed, so the warm run worker is reloading"
+            else:
+                why = "the warm run worker is loading (the first run since the daemon started)"
+            loader = self._loading.get(key)
+            if loader is None or not loader.is_alive():
+                loader = threading.Thread(
+                    target=self._load, args=(key, origin), name="warm-run-worker", daemon=True
+                )
+                self._loading[key] = loader
+                loader.start()
+            return None, why
+
+    def _load(self, key: str, origin: RepositoryPythonOrigin) -> None:
+        try:
+            worker = WarmWorker(origin)
+        except WarmWorkerError as error:
+            logging.getLogger(__name__).warning(f"The warm run worker did not load: {error}")
+            return
+        with self._lock:
+            self._workers[key] = worker
+
+    def _discard(self, worker: WarmWorker) -> None:
+        with self._lock:
+            for key, known in list(self._workers.items()):
+                if known is worker:
+                    self._workers.pop(key)
+        worker.close()
+
+    def warm(self, origin: RepositoryPythonOrigin) -> int:
+        """Load the worker for ``origin`` now and wait for it; its pid (benchmarks and tests:
+        a daemon that has launched a run before holds a loaded worker)."""
+        worker, _ = self._ready_worker(origin)
+        if worker is not None:
+            return worker.pid
+        self._loading[serialize_value(origin)].join(WORKER_READY_TIMEOUT_SECONDS)
+        worker, why_not = self._ready_worker(origin)
         if worker is None:
-            worker = self._workers[key] = WarmWorker(origin)
-        return worker
+            raise WarmWorkerError(why_not)
+        return worker.pid
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id) if self.has_instance else None

@@ -137,11 +137,11 @@ def test_a_model_error_is_recovered_by_both_buttons(
     failed, recovery = fail_then_recover(services, strategy)
     expected = {"int_deals__converted"} | model_descendants("int_deals__converted")
     assert executed_models(services.pipeline, recovery) == expected == planned_models(failed)
-    # The daemon launched both through the embedded instance's WarmRunLauncher.
+    # The daemon launched the recovery through the embedded instance's WarmRunLauncher (the
+    # worker loads in the background while the first run of the services goes the default way).
     with services.pipeline.instance() as instance:
-        for run_id in (failed, recovery):
-            messages = [e.message or "" for e in instance.all_logs(run_id)]
-            assert any("Started in a warm run worker" in m for m in messages)
+        messages = [e.message or "" for e in instance.all_logs(recovery)]
+    assert any("Started in a warm run worker" in m for m in messages)
 
 
 def test_from_asset_failure_after_a_failed_test(services: DagsterServices) -> None:

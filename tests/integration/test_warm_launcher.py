@@ -130,28 +130,39 @@ def executed_models(pipeline: Pipeline, run_id: str) -> set[str]:
     return {name for r in results for name, status in statuses(r).items() if status != "skipped"}
 
 
+def messages(instance: Any, run_id: str) -> list[str]:
+    return [entry.message or "" for entry in instance.all_logs(run_id)]
+
+
+def repository_origin(context: Any) -> Any:
+    return remote_job(context, "daily_pipeline")[1].get_python_origin().repository_origin
+
+
 def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_code(
     pipeline: Pipeline, manifest_ready: Any
 ) -> None:
     pipeline.faults().inject(MIDDLE, times=1)
     needed = {MIDDLE} | model_descendants(MIDDLE)
     with launching(pipeline) as (instance, context):
+        # The first run does not wait for the worker to load: it goes the default way.
         failed_id = launch_new(instance, context, "daily_pipeline")
         assert wait_for_end(instance, failed_id).status == DagsterRunStatus.FAILURE
+        assert any("the warm run worker is loading" in m for m in messages(instance, failed_id))
+        worker = instance.run_launcher.warm(repository_origin(context))
 
         retry_id = launch_reexecution(instance, context, failed_id, "FROM_FAILURE")
         retry = wait_for_end(instance, retry_id)
         assert retry.status == DagsterRunStatus.SUCCESS
         assert executed_models(pipeline, retry_id) == needed
-
-        # Both runs are children of the same worker: the definitions were loaded once.
-        (failed_pid, worker), (retry_pid, retry_worker) = (
-            forked_from(instance, failed_id),
-            forked_from(instance, retry_id),
-        )
-        assert retry_worker == worker and failed_pid != retry_pid != worker
+        retry_pid, retry_worker = forked_from(instance, retry_id)
+        assert retry_worker == worker != retry_pid
         assert started_in(instance, retry_id) == retry_pid  # Dagster's own run-worker body
         assert retry.tags[RUN_WORKER_PID_TAG] == str(retry_pid)
+
+        asset_retry_id = launch_reexecution(instance, context, failed_id, "FROM_ASSET_FAILURE")
+        assert wait_for_end(instance, asset_retry_id).status == DagsterRunStatus.SUCCESS
+        asset_pid, asset_worker = forked_from(instance, asset_retry_id)
+        assert asset_worker == worker and asset_pid != retry_pid  # loaded once, forked twice
 
         # A new manifest (a `dbt parse` after a change): the next run must not use the
         # definitions loaded from the old one.
@@ -161,8 +172,9 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
         config = {"ops": {"dbt_models": {"config": {"retry_from_run_id": failed_id}}}}
         artifacts_id = launch_new(instance, context, "recover_from_artifacts", config)
         assert wait_for_end(instance, artifacts_id).status == DagsterRunStatus.SUCCESS
-        assert forked_from(instance, artifacts_id)[1] != worker
+        assert any("is reloading" in m for m in messages(instance, artifacts_id))
         assert executed_models(pipeline, artifacts_id) == needed
+        assert instance.run_launcher.warm(repository_origin(context)) != worker
 
 
 def dbt_processes_of(run_id: str) -> list[int]:
@@ -187,7 +199,9 @@ def test_terminate_cancels_a_warm_run_and_stops_its_dbt(
 ) -> None:
     monkeypatch.setenv("DBT_THREADS", "1")  # slow enough to be caught half-way
     with launching(pipeline) as (instance, context):
+        instance.run_launcher.warm(repository_origin(context))
         run_id = launch_new(instance, context, "daily_pipeline")
+        forked_from(instance, run_id)
         wait_for_dbt(instance, run_id)  # dbt is running now…
         assert instance.run_launcher.terminate(run_id)
         assert wait_for_end(instance, run_id).status == DagsterRunStatus.CANCELED
@@ -211,7 +225,9 @@ def test_run_monitoring_fails_a_warm_run_whose_process_died(
 
     monkeypatch.setenv("DBT_THREADS", "1")
     with launching(pipeline) as (instance, context):
+        instance.run_launcher.warm(repository_origin(context))
         run_id = launch_new(instance, context, "daily_pipeline")
+        forked_from(instance, run_id)
         wait_for_dbt(instance, run_id)
         run = instance.get_run_by_id(run_id)
         assert instance.run_launcher.check_run_worker_health(run).status.value == "RUNNING"
