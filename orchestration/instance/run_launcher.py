@@ -34,7 +34,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import serialize_value
 
+from orchestration.instance.warm_worker import file_stamps
 from orchestration.tags import RUN_WORKER_PID_TAG
 
 WORKER_MODULE = "orchestration.instance.warm_worker"
@@ -55,20 +55,6 @@ WORKER_ANSWER_TIMEOUT_SECONDS = 30
 
 class WarmWorkerError(Exception):
     """The warm worker could not start or answer: the run goes through the code server."""
-
-
-def file_stamps(paths: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
-    """What "unchanged" means for the watched files: the same modification time and size
-    (a deleted file counts as changed)."""
-    stamps = []
-    for path in paths:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            stamps.append((path, -1, -1))
-        else:
-            stamps.append((path, stat.st_mtime_ns, stat.st_size))
-    return tuple(stamps)
 
 
 def working_directory(origin: RepositoryPythonOrigin) -> str | None:
@@ -101,8 +87,7 @@ class WarmWorker:
             self.process.kill()
             self.close()
             raise
-        self.watched: list[str] = reply["watched"]
-        self.stamps = file_stamps(self.watched)
+        self.stamps = [tuple(stamp) for stamp in reply["stamps"]]
 
     def _ask(self, message: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
         self._socket.settimeout(timeout_seconds)
@@ -122,7 +107,8 @@ class WarmWorker:
 
     def is_current(self) -> bool:
         """Alive, and none of the files its definitions came from changed."""
-        return self.process.poll() is None and file_stamps(self.watched) == self.stamps
+        paths = [path for path, _mtime, _size in self.stamps]
+        return self.process.poll() is None and file_stamps(paths) == self.stamps
 
     def start(self, run_id: str, instance_ref: str) -> int:
         """Fork a child that executes ``run_id``; its pid."""

@@ -13,8 +13,9 @@ inherited, opens its own instance from the launcher's ref and runs exactly the b
 ``dagster api execute_run``; SIGTERM / SIGINT become Dagster's interrupt, as in any run worker.
 
 Protocol, one JSON object per line on the socket whose descriptor ``--fd`` names:
-``{"repository_origin": …}`` once (this process answers ``{"ready": true, "watched": […]}``
-with the source files it loaded, or ``{"error": …}``), then ``{"run_id": …, "instance_ref": …}``
+``{"repository_origin": …}`` once (this process answers ``{"ready": true, "stamps": […]}``,
+the files its definitions came from with their modification times and sizes, or
+``{"error": …}``), then ``{"run_id": …, "instance_ref": …}``
 per run, answered ``{"pid": …}``. End of input ends this process; running children go on.
 """
 
@@ -29,6 +30,7 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,21 +46,34 @@ def loaded_source_files(root: Path) -> list[str]:
     return sorted(files)
 
 
-def preload(repository_origin: str) -> list[str]:
-    """Load the code location's definitions (what each run would otherwise load); the files to
-    watch."""
+def file_stamps(paths: Sequence[str]) -> list[tuple[str, int, int]]:
+    """What "unchanged" means for a watched file: the same modification time and size (a
+    missing file is ``-1, -1``)."""
+    stamps = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            stamps.append((path, -1, -1))
+        else:
+            stamps.append((path, stat.st_mtime_ns, stat.st_size))
+    return stamps
+
+
+def preload(repository_origin: str) -> list[tuple[str, int, int]]:
+    """Load the code location's definitions (what each run would otherwise load); the stamps
+    of the files they came from. The dbt files are stamped before loading, so a parse that
+    rewrites the manifest meanwhile makes this worker stale rather than unnoticed."""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.origin import RepositoryPythonOrigin
     from dagster._serdes import deserialize_value
 
     origin = deserialize_value(repository_origin, RepositoryPythonOrigin)
-    if origin.entry_point and origin.container_context:
-        raise ValueError("a containerised code location is launched by its own launcher")
+    dbt_files = file_stamps(extra_watched_files())
     ReconstructableRepository(origin.code_pointer, origin.container_image).get_definition()
     gc.collect()
     gc.freeze()
-    root = Path(os.getcwd()).resolve()
-    return loaded_source_files(root) + extra_watched_files()
+    return file_stamps(loaded_source_files(Path(os.getcwd()).resolve())) + dbt_files
 
 
 def extra_watched_files() -> list[str]:
@@ -122,11 +137,11 @@ def serve(sock: socket.socket) -> None:
     reader, writer = sock.makefile("r"), sock.makefile("w")
     hello = json.loads(reader.readline() or "{}")
     try:
-        watched = preload(hello["repository_origin"])
+        stamps = preload(hello["repository_origin"])
     except Exception:  # noqa: BLE001 - the launcher falls back to the code server and says why
         answer(writer, {"error": traceback.format_exc(limit=5)})
         return
-    answer(writer, {"ready": True, "watched": watched, "pid": os.getpid()})
+    answer(writer, {"ready": True, "stamps": stamps, "pid": os.getpid()})
     signal.signal(signal.SIGCHLD, reap_children)
     for line in reader:
         request = json.loads(line)
