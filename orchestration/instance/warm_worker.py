@@ -64,6 +64,7 @@ def preload(repository_origin: str) -> list[tuple[str, int, int]]:
     """Load the code location's definitions (what each run would otherwise load); the stamps
     of the files they came from. The dbt files are stamped before loading, so a parse that
     rewrites the manifest meanwhile makes this worker stale rather than unnoticed."""
+    import dagster._cli.api  # noqa: F401 - what each child runs, imported once here
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.origin import RepositoryPythonOrigin
     from dagster._serdes import deserialize_value
