@@ -203,7 +203,7 @@ class WarmRunLauncher(DefaultRunLauncher):
                 return worker, ""
             if worker is not None:
                 self._workers.pop(key).close()
-                why = "its code or the dbt project changed, so the warm run worker is reloading"
+                why = "the warm run worker is reloading (code or dbt project changed, or it exited)"
             else:
                 why = "the warm run worker is loading (the first run since the daemon started)"
             loader = self._loading.get(key)
