@@ -11,23 +11,31 @@ over dbt alone on the production storage.
 (one connection kept, a few more while threads need them, checked with a ping before use and
 recycled hourly), exactly what dagster-postgres itself does for the webserver
 (``optimize_for_webserver``). The schema probes it makes for every check event are answered
-once (``orchestration.instance.schema_facts``). Each process holds one idle connection to the
+once (``orchestration.instance.schema_facts``), and a new run's planned events are written in
+bulk (``orchestration.instance.planned_events``). Each process holds one idle connection to the
 event log: size PostgreSQL's ``max_connections`` for webserver + daemon + code server + one
 per run in flight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dagster._core.events.log import EventLogEntry
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import (
     create_pg_engine,
     get_token_provider_from_config,
     pg_url_from_config,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
+from orchestration.instance.planned_events import (
+    all_planned,
+    insert_events_returning_ids,
+    store_planned_rows,
+)
 from orchestration.instance.schema_facts import SchemaFactsCache
 
 POOL_SIZE = 1
@@ -62,3 +70,16 @@ class PooledPostgresEventLogStorage(SchemaFactsCache, PostgresEventLogStorage):
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
             token_provider=get_token_provider_from_config(config_value),
         )
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """A new run's planned events in one transaction, one multi-row statement per table
+        (``orchestration.instance.planned_events``); other batches as dagster-postgres
+        stores them. Not sent for them: the per-event ``NOTIFY`` dagster-postgres keeps for
+        older Dagster versions (this one no longer listens)."""
+        if not (all_planned(events) and self.supports_asset_checks):
+            super().store_event_batch(events)
+            return
+        rows = [self._event_to_row(event) for event in events]
+        with self.index_transaction() as conn:
+            ids = insert_events_returning_ids(conn, rows)
+            store_planned_rows(self, conn, postgresql_insert, events, ids)

@@ -36,11 +36,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.schema import (
-    AssetCheckExecutionsTable,
     AssetKeyTable,
     SqlEventLogStorageTable,
 )
@@ -49,21 +46,17 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SqliteEventLogStorage,
 )
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._serdes import serialize_value
 from sqlalchemy import create_engine
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from orchestration.instance.schema_facts import SchemaFactsCache
-
-PLANNED_EVENTS = frozenset(
-    {
-        DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
-        DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
-    }
+from orchestration.instance.planned_events import (
+    all_planned,
+    insert_events_returning_ids,
+    store_planned_rows,
 )
-"""What Dagster writes for a new run, batched: stored by ``_store_planned`` in bulk."""
+from orchestration.instance.schema_facts import SchemaFactsCache
 
 RUN_SHARD_ENGINES = 8
 """Run shards whose engine is kept (one open SQLite file each); older ones are disposed."""
@@ -129,7 +122,7 @@ class EmbeddedSqliteEventLogStorage(SchemaFactsCache, SqliteEventLogStorage):
                 self._engine(INDEX_SHARD_NAME).connect() as index_conn,
                 index_conn.begin(),
             ):
-                if self._all_planned(run_events):
+                if all_planned(run_events) and self.supports_asset_checks:
                     self._store_planned(run_conn, index_conn, run_events)
                     continue
                 self._batch.connections = {run_id: run_conn, INDEX_SHARD_NAME: index_conn}
@@ -139,69 +132,15 @@ class EmbeddedSqliteEventLogStorage(SchemaFactsCache, SqliteEventLogStorage):
                 finally:
                     self._batch.connections = {}
 
-    def _all_planned(self, events: Sequence[EventLogEntry]) -> bool:
-        return self.supports_asset_checks and all(
-            event.dagster_event_type in PLANNED_EVENTS for event in events
-        )
-
     def _store_planned(
         self, run_conn: Connection, index_conn: Connection, events: Sequence[EventLogEntry]
     ) -> None:
-        """A new run's planned events, as ``store_event`` stores each — the event in the run
-        shard and in the index shard, the asset's ``last_run_id`` / timestamp, a PLANNED check
-        execution — in one multi-row statement per table instead of four statements per event
-        (planned events carry no tags and change no run status)."""
+        """A new run's planned events: the event rows in the run shard and the index shard,
+        then the index shard's asset and check rows (``orchestration.instance.planned_events``)."""
         rows = [self._event_to_row(event) for event in events]
         run_conn.execute(SqlEventLogStorageTable.insert(), rows)
-        ids = (
-            index_conn.execute(
-                SqlEventLogStorageTable.insert().returning(
-                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
-                ),
-                rows,
-            )
-            .scalars()
-            .all()
-        )
-        has_index_cols = self._has_asset_key_index_cols_on_connection(index_conn)
-        asset_rows, check_rows = [], []
-        for event, event_id in zip(events, ids, strict=True):
-            dagster_event = event.get_dagster_event()
-            if dagster_event.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
-                values = self._get_asset_entry_values(event, event_id, has_index_cols)
-                asset_rows.append({"asset_key": dagster_event.asset_key.to_string(), **values})
-            else:
-                check_rows += self._planned_check_rows(event, event_id)
-        if asset_rows:
-            upsert = sqlite_insert(AssetKeyTable)
-            columns = [name for name in asset_rows[0] if name != "asset_key"]
-            index_conn.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[AssetKeyTable.c.asset_key],
-                    set_={name: upsert.excluded[name] for name in columns},
-                ),
-                asset_rows,
-            )
-        if check_rows:
-            index_conn.execute(AssetCheckExecutionsTable.insert(), check_rows)
-
-    def _planned_check_rows(self, event: EventLogEntry, event_id: int) -> list[dict[str, Any]]:
-        """The rows stock ``_store_asset_check_evaluation_planned`` inserts for ``event``."""
-        planned = event.get_dagster_event().event_specific_data
-        partitions = planned.partitions_subset
-        return [
-            {
-                "asset_key": planned.asset_key.to_string(),
-                "check_name": planned.check_name,
-                "partition": partition,
-                "run_id": event.run_id,
-                "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
-                "evaluation_event": serialize_value(event),
-                "evaluation_event_timestamp": self._event_insert_timestamp(event),
-                "evaluation_event_storage_id": event_id,
-            }
-            for partition in (partitions.get_partition_keys() if partitions else [None])
-        ]
+        ids = insert_events_returning_ids(index_conn, rows)
+        store_planned_rows(self, index_conn, sqlite_insert, events, ids)
 
     def _store_asset_event(self, conn: Connection, event: EventLogEntry, event_id: int) -> None:
         """The stock asset-key row write as one upsert (``INSERT … ON CONFLICT DO UPDATE``, as

@@ -36,6 +36,7 @@ from orchestration.instance.config import (
     ensure_instance_config,
     event_log_storage_yaml,
 )
+from orchestration.instance.postgres_event_log import PooledPostgresEventLogStorage
 from orchestration.instance.sqlite_event_log import EmbeddedSqliteEventLogStorage
 
 ASSETS = 30
@@ -200,3 +201,30 @@ def test_schema_probes_are_made_once_and_a_missing_table_is_probed_again(
         assert not storage.has_table("no_such_table")
         assert not storage.has_table("no_such_table")
         assert probes.count("no_such_table") == 2
+
+
+@pytest.mark.postgres
+def test_the_pooled_postgres_event_log_stores_what_the_stock_one_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_server: Any
+) -> None:
+    """The same run on dagster-postgres's own event log and on ``PooledPostgresEventLogStorage``
+    (schema probes once, planned events in bulk), batched as the Makefile exports it."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    job = _job()
+    found = {}
+    for name, pooled in (("stock", False), ("pooled", True)):
+        database = postgres_server.create_database(name)
+        password_env = f"TEST_PG_PASSWORD_{name.upper()}"
+        monkeypatch.setenv(password_env, database.password)
+        home = tmp_path / name
+        home.mkdir()
+        (home / "dagster.yaml").write_text(
+            "telemetry:\n  enabled: false\n"
+            + database.dagster_storage_yaml(password_env, pooled=pooled)
+        )
+        with DagsterInstance.from_config(str(home)) as instance:
+            assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage) is pooled
+            run_id = _feed(instance, job)
+            found[name] = _what_is_stored(instance, job, run_id)
+    assert found["pooled"] == found["stock"]
+    assert set(found["pooled"]["planned_in"].values()) == {True}
