@@ -1,8 +1,8 @@
 """``python -m benchmarks [--quick] [--sizes 100,1000] [--repeats 3] [--out …]``.
 
-Runs the figures on synthetic dbt projects (and figure 7, batch-level recovery,
-on our own project) and writes the raw numbers as JSON and a readable ``benchmarks/RESULTS.md``.
-``make bench`` runs the defaults (58 minutes on a shared, busy 2-core machine); ``--quick`` runs
+Runs the figures on synthetic dbt projects (figure 7, batch-level recovery, runs on our own
+project) and writes the raw numbers as JSON and a readable ``benchmarks/RESULTS.md``. ``make
+bench`` runs the defaults (about 70 minutes on a shared, busy 2-core machine); ``--quick`` runs
 every figure at small sizes in a few minutes, to check that the whole thing works, and writes to
 ``benchmarks/.work/`` so it never replaces the real results. Never part of ``make test``.
 """

@@ -24,7 +24,7 @@ these ways only:
   table: the same rows as event by event.
 
 It is the default of the embedded instance (``orchestration.instance.config``); production uses
-PostgreSQL (``deploy/dagster.yaml``), whose storage batches natively.
+PostgreSQL (``deploy/dagster.yaml``, ``orchestration.instance.postgres_event_log``).
 """
 
 from __future__ import annotations
