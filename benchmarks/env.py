@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.timing import ProcessResult, run_process
+from benchmarks.timing import ProcessResult, progress, run_process
 from orchestration.instance.config import event_log_storage_yaml
 from orchestration.settings import REPO_ROOT
 
@@ -287,3 +287,31 @@ class BenchEnv:
         """A stored artifact file of ``run_id``'s dbt invocation (local store)."""
         found = sorted((self.artifacts_dir / "runs" / run_id).glob(f"*/{name}"))
         return found[-1] if found else None
+
+
+def built_env(work: Path, size: int | str, figure: str) -> tuple[BenchEnv, Any, int]:
+    """``figure``'s fresh environment for the project of ``size`` — parsed, and built once (the
+    night before) unless its warehouse already is; with the project's graph and model count."""
+    from benchmarks.generate import parse_size, write_project
+
+    n, _ = parse_size(size)
+    project, graph = write_project(work, size)
+    env = BenchEnv(project, work / "envs" / f"{figure}-n{size}").reset()
+    progress(f"{figure} n={n}: parse, and a first full dbt build unless one exists")
+    env.parse()
+    env.ensure_built()
+    return env, graph, n
+
+
+def failed_run(env: BenchEnv, graph: Any, position: str, label: str) -> tuple[str, set, JobRun]:
+    """A real failed ``daily_pipeline``: a transient fault in the model ``graph`` picks at
+    ``position``. The model, the models that then need to run, and the run."""
+    model = graph.pick_failure(position)
+    needed = graph.downstream({model})
+    env.faults().clear()
+    env.faults().inject(model, times=1)
+    progress(f"  {label}: {model} fails, {len(needed)} models need to run; failed run…")
+    failed = env.run_job("daily_pipeline")
+    if failed.success or env.faults().list():
+        raise RuntimeError(f"the failed run {failed.run_id} did not fail on {model} as injected")
+    return model, needed, failed

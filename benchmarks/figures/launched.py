@@ -21,9 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.env import BenchEnv, models_in
+from benchmarks.env import BenchEnv, built_env, failed_run, models_in
 from benchmarks.figures.recovery import TARGET_TIME_RATIO, UI_FROM_FAILURE_TAGS, PathRecord
-from benchmarks.generate import parse_size, write_project
 from benchmarks.timing import progress, ratios
 
 PATHS = {
@@ -35,14 +34,7 @@ PATHS = {
 
 def measure(env: BenchEnv, graph: Any, repeats: int) -> dict[str, Any]:
     n = len(graph.parents)
-    model = graph.pick_failure("middle")
-    needed = graph.downstream({model})
-    env.faults().clear()
-    env.faults().inject(model, times=1)
-    progress(f"  n={n}: {model} fails, {len(needed)} models need to run; failed run…")
-    failed = env.run_job("daily_pipeline")
-    if failed.success or env.faults().list():
-        raise RuntimeError(f"the failed run {failed.run_id} did not fail on {model} as injected")
+    model, needed, failed = failed_run(env, graph, "middle", f"n={n}")
     records = {name: PathRecord() for name in PATHS}
     create_s: dict[str, list[float]] = {name: [] for name in PATHS}
     floor = PathRecord()
@@ -78,11 +70,6 @@ def measure(env: BenchEnv, graph: Any, repeats: int) -> dict[str, Any]:
 def run(work: Path, sizes: list[int | str], *, repeats: int) -> dict[str, Any]:
     by_size: dict[str, Any] = {}
     for size in sizes:
-        n, _ = parse_size(size)
-        project, graph = write_project(work, size)
-        env = BenchEnv(project, work / "envs" / f"launched-n{size}").reset()
-        progress(f"launched n={n}: parse, and a first full dbt build unless one exists")
-        env.parse()
-        env.ensure_built()
+        env, graph, _ = built_env(work, size, "launched")
         by_size[str(size)] = measure(env, graph, repeats)
     return {"target_time_ratio": TARGET_TIME_RATIO, "repeats": repeats, "sizes": by_size}

@@ -13,8 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.env import BenchEnv, models_in
-from benchmarks.generate import parse_size, write_project
+from benchmarks.env import built_env, models_in
 from benchmarks.timing import Stats, progress, ratios
 
 TARGET_RATIO_AT_1000 = 1.15
@@ -23,12 +22,7 @@ TARGET_RATIO_AT_1000 = 1.15
 def run(work: Path, sizes: list[int | str], *, repeats: int) -> dict[str, Any]:
     by_size: dict[str, Any] = {}
     for size in sizes:
-        n, _ = parse_size(size)
-        project, _ = write_project(work, size)
-        env = BenchEnv(project, work / "envs" / f"overhead-n{size}").reset()
-        env.parse()
-        progress(f"overhead n={n}: first full build unless one exists (tables to replace)")
-        env.ensure_built()
+        env, _, n = built_env(work, size, "overhead")  # a first build: tables to replace
         direct_s: list[float] = []
         dagster_s: list[float] = []
         run_s: list[float] = []

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.env import BenchEnv, models_in
-from benchmarks.generate import parse_size, write_project
+from benchmarks.env import BenchEnv, built_env, failed_run, models_in
 from benchmarks.timing import Stats, progress, ratios, run_process
 from orchestration.settings import REPO_ROOT
 
@@ -109,14 +108,7 @@ def measure_position(
     untagged: bool,
 ) -> dict[str, Any]:
     n = len(graph.parents)
-    model = graph.pick_failure(position)
-    needed = graph.downstream({model})
-    env.faults().clear()
-    env.faults().inject(model, times=1)
-    progress(f"  n={n} {position}: {model} fails, {len(needed)} models need to run; failed run…")
-    failed = env.run_job("daily_pipeline")
-    if failed.success or env.faults().list():
-        raise RuntimeError(f"the failed run {failed.run_id} did not fail on {model} as injected")
+    model, needed, failed = failed_run(env, graph, position, f"n={n} {position}")
     planned = planner_keys(env, failed.run_id)
     state = retry_state(env, failed.run_id, position)
     paths: dict[str, PathRecord] = {
@@ -199,12 +191,7 @@ def run(
     """Figures 1 and 2 for every size; one isolated environment per size."""
     by_size: dict[str, Any] = {}
     for size in sizes:
-        n, _ = parse_size(size)
-        project, graph = write_project(work, size)
-        env = BenchEnv(project, work / "envs" / f"recovery-n{size}").reset()
-        progress(f"recovery n={n}: parse, and a first full dbt build unless one exists")
-        env.parse()
-        env.ensure_built()
+        env, graph, n = built_env(work, size, "recovery")
         by_size[str(size)] = {
             position: measure_position(
                 env,

@@ -20,7 +20,7 @@ same events. What it saves and costs, measured: ``benchmarks/RESULTS.md``, figur
 - Loading a worker never holds up a launch: the first run after the daemon starts, or after a
   change, goes through the code server (as with Dagster's launcher, its log says why) while the
   worker loads in the background; the runs after it start warm. The worker holds one copy of
-  the definitions in memory (about 200 MB at 1,000 models); children share its pages.
+  the definitions in memory (224 MB resident at 1,000 models); children share its pages.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ class SchemaFactsCache:
     _known_schema: set[tuple[str, str]]
 
     def _schema_fact(self, kind: str, name: str, probe: Callable[[], object]) -> bool:
+        # Not set in __init__: the stock constructors already probe (creating the schema)
+        # before a mixin's __init__ body could run.
         known = self.__dict__.setdefault("_known_schema", set())
         if (kind, name) in known:
             return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -257,8 +258,6 @@ def test_a_code_location_in_another_environment_or_a_container_goes_the_default_
         return JobPythonOrigin(
             "daily_pipeline", RepositoryPythonOrigin(code_pointer=pointer, **kwargs)
         )
-
-    import sys
 
     assert WarmRunLauncher._warm_can_run(origin(executable_path=sys.executable))
     assert not WarmRunLauncher._warm_can_run(origin(executable_path="/opt/other/bin/python"))
