@@ -4,6 +4,12 @@ Selections are lists of dbt unique_ids. Up to ``threshold`` nodes go on the comm
 ``--select``; above it they go into a generated ``selectors.yml`` (``--selector``), because a
 recovery of thousands of models would exceed the kernel's argument size limit (one argument
 may hold at most 128 KiB on Linux) — dbt itself has no "select from file" flag.
+
+dbt resolves every criterion of a selection by scanning the whole graph, so a list of N nodes
+costs N scans: on a 1,000-model project, selecting 1,346 nodes one by one took dbt 25 s before
+it ran anything, against 5 s for the whole project. A selection that is most of the project can
+therefore be spelled as its *complement* (``Selection.complement``): ``fqn:*`` minus the few
+nodes left out — the same nodes, 8 s on that project.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ class Selection:
     """Which dbt nodes an invocation runs. ``None`` = the whole project."""
 
     unique_ids: tuple[str, ...] | None
+    complement: tuple[str, ...] | None = None
+    """When set, dbt is told "every node except these" instead of the list: ``fqn:*`` minus
+    each of these with ``indirect_selection: cautious`` (so a test goes with them only when all
+    its parents do). The caller guarantees that this picks exactly ``unique_ids``."""
 
     @classmethod
     def everything(cls) -> Selection:
@@ -57,8 +67,26 @@ def selection_values(selection: Selection, manifest: Mapping[str, Any]) -> list[
     return sorted(node_selector_value(uid, manifest) for uid in selection.unique_ids)
 
 
+def criteria(selection: Selection) -> tuple[str, ...]:
+    """The unique_ids dbt gets one criterion each for: the list, or the complement's."""
+    if selection.complement is not None:
+        return selection.complement
+    return selection.unique_ids or ()
+
+
 def uses_selector_file(selection: Selection, threshold: int) -> bool:
-    return selection.unique_ids is not None and len(selection.unique_ids) > threshold
+    return selection.unique_ids is not None and len(criteria(selection)) > threshold
+
+
+def complement_selectors_yaml(excluded: Sequence[str]) -> str:
+    """A selectors.yml with one selector: ``fqn:*`` minus each of ``excluded`` (selector
+    values) and the tests whose parents are all among them."""
+    exclude = [
+        {"method": method, "value": value, "indirect_selection": "cautious"}
+        for method, _, value in (v.partition(":") for v in excluded)
+    ]
+    definition = {"union": [{"method": "fqn", "value": "*"}, {"exclude": exclude}]}
+    return json.dumps({"selectors": [{"name": SELECTOR_NAME, "definition": definition}]}, indent=1)
 
 
 def selectors_yaml(
@@ -115,6 +143,13 @@ def build_args(
     args = [command]
     if selection.unique_ids is None and state_modified:
         args += ["--select", STATE_MODIFIED]
+    elif selection.complement is not None:
+        if uses_selector_file(selection, threshold):
+            args += ["--selector", SELECTOR_NAME]
+        else:
+            excluded = sorted(node_selector_value(uid, manifest) for uid in selection.complement)
+            args += ["--select", "fqn:*", *(["--exclude", *excluded] if excluded else [])]
+            args += ["--indirect-selection", "cautious"]
     elif selection.unique_ids is not None:
         if uses_selector_file(selection, threshold):
             args += ["--selector", SELECTOR_NAME]

@@ -145,6 +145,7 @@ def stream_staged(
             context, selection=selection, fail_fast=fail_fast, outcome=outcome, **invocation
         )
         return
+    whole_project = selection.is_everything and not invocation.get("state_modified")
     blocked: set[str] = set()
     first_error: DagsterDbtCliRuntimeError | None = None
     outcome.succeeded = True
@@ -159,7 +160,12 @@ def stream_staged(
         try:
             yield from stream_dbt(
                 context,
-                selection=argv.Selection(runnable),
+                selection=_stage_selection(
+                    runnable,
+                    parts[: number - 1],
+                    blocked,
+                    rest_of_project=whole_project and number == len(parts),
+                ),
                 fail_fast=fail_fast,
                 indirect_selection="cautious",
                 outcome=part,
@@ -174,6 +180,24 @@ def stream_staged(
             break
     if first_error is not None:
         raise first_error
+
+
+def _stage_selection(
+    runnable: tuple[str, ...],
+    earlier: list[tuple[str, ...]],
+    blocked: set[str],
+    *,
+    rest_of_project: bool,
+) -> argv.Selection:
+    """How one stage's nodes are put to dbt. The last stage of a whole-project build is "the
+    rest of the project": it is spelled as its complement (the earlier stages' nodes and the
+    blocked ones) when that is shorter, because dbt's cost of a selection grows with its
+    number of criteria (``orchestration.dbt.argv``). ``fqn:*`` also takes in the project's
+    exposures, saved queries and functions, which belong to the last stage."""
+    others = blocked.union(*earlier)
+    if not rest_of_project or len(others) >= len(runnable):
+        return argv.Selection(runnable)
+    return argv.Selection(runnable, complement=tuple(sorted(others)))
 
 
 @dataclass(frozen=True)
@@ -194,6 +218,8 @@ class DbtCall:
         if selection.is_everything:
             return f"dbt {self.command}: whole project"
         via = " (via generated selectors.yml)" if self.selectors_yaml else ""
+        if selection.complement is not None:
+            via = f", as every node but {len(selection.complement)}{via}"
         return f"dbt {self.command}: {len(selection.unique_ids or ())} selected nodes{via}"
 
     def env(self, settings: Settings, project_dir: Path) -> dict[str, str]:
@@ -234,12 +260,15 @@ def plan_call(
     )
     selectors = None
     if argv.uses_selector_file(selection, settings.selector_threshold):
-        values = argv.selection_values(selection, manifest)
-        selectors = argv.selectors_yaml(
-            values,
-            flags.get("indirect_selection"),
-            state_modified=flags.get("state_modified", False),
-        )
+        values = sorted(argv.node_selector_value(uid, manifest) for uid in argv.criteria(selection))
+        if selection.complement is not None:
+            selectors = argv.complement_selectors_yaml(values)
+        else:
+            selectors = argv.selectors_yaml(
+                values,
+                flags.get("indirect_selection"),
+                state_modified=flags.get("state_modified", False),
+            )
     return DbtCall(
         command=command,
         args=args,

@@ -75,6 +75,7 @@ def test_seeds_run_before_the_staging_models_that_read_them_and_everything_build
     run_id = summary.split("daily_pipeline: SUCCESS  run_id=")[1].split()[0]
     manifest = jaffle.manifest()
     assert jaffle.executed(run_id) == all_buildables(manifest)
+    _assert_every_node_ran_once_and_the_rest_was_spelled_as_a_complement(jaffle, run_id, manifest)
 
     # The seed that loads raw_orders finished before the staging view reading it started.
     timing = _timing(jaffle, run_id)
@@ -103,6 +104,31 @@ def test_seeds_run_before_the_staging_models_that_read_them_and_everything_build
     assert "log       : " in summary
     assert " - dagster - " not in summary  # the event stream went to the log file
     assert dbt_processes_in(jaffle.path) == []
+
+
+def _assert_every_node_ran_once_and_the_rest_was_spelled_as_a_complement(
+    project: Project, run_id: str, manifest: dict
+) -> None:
+    """Every model, seed, snapshot, data test, unit test, exposure and saved query ran in
+    exactly one stage (as before stages were spelled as complements), and the last stage was
+    put to dbt as "everything but what the first stage ran": dbt's selection cost grows with
+    the number of criteria."""
+    from orchestration.artifacts.store import open_store
+    from tests.conftest import stored_run_results
+
+    documents = stored_run_results(open_store(project.pipeline.artifacts_uri), run_id)
+    ran = [result["unique_id"] for document in documents for result in document["results"]]
+    expected = all_buildables(manifest) | set(manifest["unit_tests"])
+    expected |= set(manifest["exposures"]) | set(manifest["saved_queries"])
+    expected |= {uid for uid in manifest["nodes"] if uid.startswith("test.")}
+    assert sorted(ran) == sorted(expected)
+    assert manifest["unit_tests"] and any(uid.startswith("test.") for uid in manifest["nodes"])
+    first, last = documents[0], documents[-1]["args"]
+    assert last["select"] == ["fqn:*"]
+    assert sorted(last["exclude"]) == sorted(
+        "fqn:" + ".".join(manifest["nodes"][result["unique_id"]]["fqn"])
+        for result in first["results"]
+    )
 
 
 def _timing(project: Project, run_id: str) -> dict[str, tuple[str, str]]:

@@ -10,6 +10,7 @@ from orchestration.dbt.argv import (
     SELECTOR_NAME,
     Selection,
     build_args,
+    complement_selectors_yaml,
     node_selector_value,
     selectors_yaml,
     uses_selector_file,
@@ -159,6 +160,57 @@ def test_a_small_selection_goes_on_the_command_line_sorted() -> None:
         "fqn:shop.marts.orders",
         "source:crm.accounts",
     ]
+
+
+def test_a_complement_is_everything_minus_its_nodes_with_cautious_tests() -> None:
+    # Cautious, so a test over an excluded node and a kept one stays selected.
+    args = build_args(
+        "build",
+        selection=Selection((ORDERS,), complement=(CUSTOMERS,)),
+        manifest=MANIFEST,
+        threshold=3,
+        indirect_selection="cautious",
+    )
+    assert args == [
+        "build",
+        "--select",
+        "fqn:*",
+        "--exclude",
+        "fqn:shop.marts.customers",
+        "--indirect-selection",
+        "cautious",
+    ]
+
+
+def test_a_large_complement_goes_into_the_selector_file() -> None:
+    selection = Selection((ORDERS,), complement=(CUSTOMERS, "source.shop.crm.accounts"))
+    assert uses_selector_file(selection, 1) is True
+    assert uses_selector_file(selection, 2) is False
+    assert build_args("build", selection=selection, manifest=MANIFEST, threshold=1) == [
+        "build",
+        "--selector",
+        "orchestration_selection",
+    ]
+    text = complement_selectors_yaml(["fqn:shop.marts.customers", "source:crm.accounts"])
+    assert json.loads(text)["selectors"][0]["definition"] == {
+        "union": [
+            {"method": "fqn", "value": "*"},
+            {
+                "exclude": [
+                    {
+                        "method": "fqn",
+                        "value": "shop.marts.customers",
+                        "indirect_selection": "cautious",
+                    },
+                    {
+                        "method": "source",
+                        "value": "crm.accounts",
+                        "indirect_selection": "cautious",
+                    },
+                ]
+            },
+        ]
+    }
 
 
 def test_a_large_selection_names_the_selector_and_drops_indirect_selection() -> None:
