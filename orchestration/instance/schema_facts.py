@@ -2,10 +2,12 @@
 
 Dagster's SQL event logs check the database's schema while they write: whether the asset check
 table exists (``supports_asset_checks``, for every check event), whether the asset-key table has
-its index columns (a column inspection, for every asset event), whether a data migration has
-run. On SQLite each ``has_table`` also builds and disposes an engine. At 1,000 models + 346
-tests that was about a fifth of the time spent writing a run's planned events, and the same
-again for each materialization of the build (``benchmarks/RESULTS.md``, figure 8).
+its index columns (a column inspection, for every asset event), whether it has the status-cache
+column (a column inspection, for every read of asset records: the run worker reads one record
+per materialized parent to stamp data versions), whether a data migration has run. On SQLite
+each ``has_table`` also builds and disposes an engine. At 1,000 models + 346 tests that was
+about a fifth of the time spent writing a run's planned events, and the same again for each
+materialization of the build (``benchmarks/RESULTS.md``, figure 8).
 
 The answers can only change from "no" to "yes", by ``dagster instance migrate``, so only a
 "yes" is kept: a storage that sees a missing table keeps asking, exactly as before, and a
@@ -42,6 +44,11 @@ class SchemaFactsCache:
     def has_secondary_index(self, name: str) -> bool:
         stock = super().has_secondary_index
         return self._schema_fact("index", name, lambda: stock(name))
+
+    def has_asset_key_col(self, column_name: str) -> bool:
+        # Asked by every asset-record read: for the status-cache column, and the index columns.
+        stock = super().has_asset_key_col
+        return self._schema_fact("asset_key_col", column_name, lambda: stock(column_name))
 
     def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
         stock = super()._has_asset_key_index_cols_on_connection

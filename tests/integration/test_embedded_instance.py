@@ -29,6 +29,7 @@ from dagster import (
     multi_asset,
 )
 from dagster._core.events import DagsterEvent, StepMaterializationData
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from orchestration.instance.config import (
@@ -201,6 +202,32 @@ def test_schema_probes_are_made_once_and_a_missing_table_is_probed_again(
         assert not storage.has_table("no_such_table")
         assert not storage.has_table("no_such_table")
         assert probes.count("no_such_table") == 2
+
+
+def test_reading_asset_records_inspects_the_asset_key_columns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: every ``get_asset_records`` (one per materialized parent, for data versions)
+    inspected the asset-key table's columns twice."""
+    inspected: list[str] = []
+    stock = SqlEventLogStorage._has_asset_key_col_on_connection
+
+    def counting(self: SqlEventLogStorage, conn: Any, column_name: str) -> bool:
+        inspected.append(column_name)
+        return stock(self, conn, column_name)
+
+    monkeypatch.setattr(SqlEventLogStorage, "_has_asset_key_col_on_connection", counting)
+    (tmp_path / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n" + event_log_storage_yaml(tmp_path)
+    )
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        _feed(instance, _job())
+        inspected.clear()
+        keys = [AssetKey("m000"), AssetKey("m001")]
+        for key in keys * 3:
+            assert instance.get_asset_records([key])
+        assert inspected.count("cached_status_data") <= 1
+        assert inspected.count("last_materialization_timestamp") <= 1
 
 
 @pytest.mark.postgres
