@@ -242,12 +242,21 @@ class BenchEnv:
         )
 
     def launch_run(
-        self, parent_run_id: str, *, launcher: str, strategy: str, tags: Mapping[str, str]
+        self,
+        parent_run_id: str,
+        *,
+        launcher: str,
+        strategy: str,
+        tags: Mapping[str, str],
+        request: Path | None = None,
     ) -> dict[str, Any]:
-        """A re-execution created and launched as the UI and daemon do
-        (``benchmarks.launched_run``); its timings and outcome."""
+        """A recovery run created and launched as the UI and daemon do
+        (``benchmarks.launched_run``); its timings and outcome. ``request``: the sensor's run
+        request (``sensor_request``), for ``SENSOR_RETRY``."""
         args = [sys.executable, "-m", "benchmarks.launched_run", "--launcher", launcher]
         args += ["--parent", parent_run_id, "--strategy", strategy]
+        if request is not None:
+            args += ["--request", str(request)]
         for key, value in tags.items():
             args += ["--tag", f"{key}={value}"]
         result = run_process(args, env=self.environ(), cwd=REPO_ROOT)
@@ -255,6 +264,16 @@ class BenchEnv:
         if not lines:
             raise RuntimeError(f"no result from {' '.join(args)}:\n{result.stderr[-3000:]}")
         return json.loads(lines[-1].removeprefix(RESULT_MARKER))
+
+    def sensor_request(self, parent_run_id: str) -> Path:
+        """The run request ``retry_failed_assets_sensor`` makes for the failed run, evaluated
+        once with no backoff and kept in a file (``benchmarks.launched_run``)."""
+        path = self.dagster_home.parent / f"sensor-request-{parent_run_id[:8]}.json"
+        args = [sys.executable, "-m", "benchmarks.launched_run", "--parent", parent_run_id]
+        args += ["--write-sensor-request", str(path)]
+        environ = self.environ(ORCHESTRATION_RETRY_BACKOFF_SECONDS="0")
+        run_process(args, env=environ, cwd=REPO_ROOT).check()
+        return path
 
     def dbt(self, args: Sequence[str], *, state: Path | None = None) -> DbtRun:
         """A direct dbt command, as a person would type it, with its own target folder."""

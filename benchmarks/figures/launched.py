@@ -11,9 +11,13 @@ daemon's does (``benchmarks/launched_run.py``):
 - *warm*: ``WarmRunLauncher`` (the embedded instance's) — a fork of a worker that holds them.
 
 Both for *From failure* (step-level: plans every asset of the dbt op) and, warm, *From asset
-failure* (plans only the failed subset), side by side per repeat with the floor, ``dbt build
---select <exactly the needed set>``. Not timed: opening the workspace and loading the warm
-worker, which a running daemon has done before.
+failure* (plans only the failed subset), the retry ``retry_failed_assets_sensor`` requests
+(created as the sensor daemon creates it: the request is taken once, right after the failure,
+and replayed each repeat, since the first recovery heals the assets the sensor watches), and
+``recover_from_artifacts`` launched with ``retry_from_run_id``; side by side per repeat with
+the floor, ``dbt build --select <exactly the needed set>``. Not timed: opening the workspace,
+loading the warm worker (which a running daemon has done before) and the sensor's tick
+(figure 4).
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ PATHS = {
     "from_failure_cold": ("default", "FROM_FAILURE"),
     "from_failure_warm": ("warm", "FROM_FAILURE"),
     "from_asset_failure_warm": ("warm", "FROM_ASSET_FAILURE"),
+    "sensor_retry_warm": ("warm", "SENSOR_RETRY"),
+    "artifacts_warm": ("warm", "ARTIFACTS"),
 }
 
 
 def measure(env: BenchEnv, graph: Any, repeats: int) -> dict[str, Any]:
     n = len(graph.parents)
     model, needed, failed = failed_run(env, graph, "middle", f"n={n}")
+    request = env.sensor_request(failed.run_id)
     records = {name: PathRecord() for name in PATHS}
     create_s: dict[str, list[float]] = {name: [] for name in PATHS}
     floor = PathRecord()
@@ -42,7 +49,9 @@ def measure(env: BenchEnv, graph: Any, repeats: int) -> dict[str, Any]:
         progress(f"  n={n}: repeat {repeat + 1}/{repeats}")
         for name, (launcher, strategy) in PATHS.items():
             tags = UI_FROM_FAILURE_TAGS if strategy == "FROM_FAILURE" else {}
-            run = env.launch_run(failed.run_id, launcher=launcher, strategy=strategy, tags=tags)
+            run = env.launch_run(
+                failed.run_id, launcher=launcher, strategy=strategy, tags=tags, request=request
+            )
             records[name].failures += not run["success"]
             models = models_in(env.stored_run_results(run["run_id"]))
             records[name].add(models, needed, run["wall_s"], run["run_s"])
