@@ -243,7 +243,7 @@ class BenchEnv:
 
     def launch_run(
         self,
-        parent_run_id: str,
+        parent_run_id: str | None,
         *,
         launcher: str,
         strategy: str,
@@ -252,9 +252,11 @@ class BenchEnv:
     ) -> dict[str, Any]:
         """A recovery run created and launched as the UI and daemon do
         (``benchmarks.launched_run``); its timings and outcome. ``request``: the sensor's run
-        request (``sensor_request``), for ``SENSOR_RETRY``."""
+        request (``sensor_request``), for ``SENSOR_RETRY``; no parent: a plain run (``JOB``)."""
         args = [sys.executable, "-m", "benchmarks.launched_run", "--launcher", launcher]
-        args += ["--parent", parent_run_id, "--strategy", strategy]
+        args += ["--strategy", strategy]
+        if parent_run_id is not None:
+            args += ["--parent", parent_run_id]
         if request is not None:
             args += ["--request", str(request)]
         for key, value in tags.items():

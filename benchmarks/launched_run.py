@@ -1,7 +1,7 @@
 """Launch one recovery run the way the webserver and daemon do, and time it to its end.
 
-``python -m benchmarks.launched_run --launcher warm|default --parent RUN --strategy S
-[--tag KEY=VALUE …] [--request FILE]``
+``python -m benchmarks.launched_run --launcher warm|default [--parent RUN] --strategy S
+[--tag KEY=VALUE …] [--request FILE] [--job NAME]``
 
 Strategies, each created as Dagster's own code creates that run:
 
@@ -12,7 +12,9 @@ Strategies, each created as Dagster's own code creates that run:
   created as the sensor daemon creates a run request (``_create_sensor_run``: the asset subset
   of the implicit asset job, its execution plan from the code server, ``create_run``);
 - ``ARTIFACTS``: ``recover_from_artifacts`` with ``retry_from_run_id``, created as the UI's
-  launchpad creates a run of a job with config (the same steps, the whole job).
+  launchpad creates a run of a job with config (the same steps, the whole job);
+- ``JOB``: a plain run of ``--job`` (no parent), created as the schedule daemon creates a
+  scheduled run (figure 3's launched full build).
 
 Started by ``benchmarks.env.BenchEnv.launch_run``. Setting up is not timed — opening the
 workspace (a code server, as the daemon keeps one) and, for ``warm``, loading the warm run
@@ -43,11 +45,12 @@ ASSET_JOB = "__ASSET_JOB"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--launcher", choices=("warm", "default"), default="warm")
-    parser.add_argument("--parent", required=True)
+    parser.add_argument("--parent", help="the failed run (every strategy but JOB)")
+    parser.add_argument("--job", default="daily_pipeline", help="the job of JOB")
     parser.add_argument(
         "--strategy",
         default="FROM_FAILURE",
-        choices=("FROM_FAILURE", "FROM_ASSET_FAILURE", "SENSOR_RETRY", "ARTIFACTS"),
+        choices=("FROM_FAILURE", "FROM_ASSET_FAILURE", "SENSOR_RETRY", "ARTIFACTS", "JOB"),
     )
     parser.add_argument("--tag", action="append", default=[], help="KEY=VALUE run tag")
     parser.add_argument("--request", type=Path, help="the sensor's run request (SENSOR_RETRY)")
@@ -83,8 +86,8 @@ def launch(args: argparse.Namespace) -> dict[str, object]:
         launcher.register_instance(instance)
         instance._run_launcher = launcher  # noqa: SLF001 - the launcher under test, not the yaml's
         context = process_context.create_request_context()
-        parent = instance.get_run_by_id(args.parent)
-        assert parent is not None, args.parent
+        parent = instance.get_run_by_id(args.parent) if args.parent else None
+        assert parent is not None or args.strategy == "JOB", args.parent
         # The workspace's one code location (the parent may have run outside it, e.g. from a
         # benchmark's execute_job).
         (location_name,) = context.get_code_location_entries()
@@ -93,7 +96,7 @@ def launch(args: argparse.Namespace) -> dict[str, object]:
         tags = dict(tag.split("=", 1) for tag in args.tag)
         create = _creator(args, instance, context, location, repository, parent, tags)
         if isinstance(launcher, WarmRunLauncher):
-            job = repository.get_full_job(parent.job_name)
+            job = repository.get_full_job(parent.job_name if parent else args.job)
             launcher.warm(job.get_python_origin().repository_origin)
 
         start = time.perf_counter()
@@ -141,6 +144,17 @@ def _creator(
             tags={**request["tags"], **tags},
             asset_keys=request["asset_keys"],
         )
+    if args.strategy == "JOB":
+        return functools.partial(
+            create_like_daemon,
+            instance,
+            location,
+            repository,
+            job_name=args.job,
+            run_config={},
+            tags=tags,
+            asset_keys=None,
+        )
     if args.strategy == "ARTIFACTS":
         config = {"ops": {"dbt_models": {"config": {"retry_from_run_id": parent.run_id}}}}
         return functools.partial(
@@ -177,8 +191,9 @@ def create_like_daemon(
     asset_keys: list[list[str]] | None,
 ) -> Any:
     """A run created as the sensor daemon creates one for a run request (``_create_sensor_run``
-    in ``dagster._daemon.sensor``, 1.13.27), and as the launchpad creates a run of a job: the
-    (subset) job from the code server, its execution plan, ``create_run``."""
+    in ``dagster._daemon.sensor``, 1.13.27; the schedule daemon's is the same), and as the
+    launchpad creates a run of a job: the (subset) job from the code server, its execution
+    plan, ``create_run``."""
     from dagster import AssetKey, DagsterRunStatus
     from dagster._core.definitions.selector import JobSubsetSelector
     from dagster._core.utils import make_new_run_id

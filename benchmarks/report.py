@@ -282,20 +282,29 @@ def _overhead(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         "## 3. Orchestration overhead: full build through Dagster ÷ the same `dbt build`",
         "",
         f"`execute_job(daily_pipeline)` in a fresh process on a SQLite instance vs `dbt build` "
-        f"of the same project, alternating, {data['repeats']} repeats. Target ≤ {target:.2f} at "
-        "1,000 models.",
+        f"of the same project, alternating, {data['repeats']} repeats. *Launched, warm*: the "
+        "same build created and launched as the schedule daemon launches a scheduled run, "
+        "through `WarmRunLauncher`, timed from creating the run to its end. Target ≤ "
+        f"{target:.2f} at 1,000 models.",
         "",
-        "| models | dbt build | through Dagster | ratio | target | Dagster run only | "
-        "overhead per model | stored dbt.log |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| models | dbt build | through Dagster | ratio | target | launched, warm | ratio | "
+        "target | Dagster run only | overhead per model | stored dbt.log |",
+        "|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|",
     ]
     sizes = data["sizes"]
     for n, row in by_size(sizes):
         at_target_size = parse_size(n)[0] == 1000
+        launched = row.get("launched_ratio")  # absent in results from before it was measured
         lines.append(
             f"| {size_label(n)} | {fmt(row['dbt_build_s'], '.1f')} s | "
             f"{fmt(row['dagster_process_s'], '.1f')} s | {fmt(row['ratio'])} | "
             + (mark(row["ratio"]["median"] <= target) if at_target_size else "–")
+            + (
+                f" | {fmt(row['launched_warm_s'], '.1f')} s | {fmt(launched)} | "
+                + (mark(launched["median"] <= target) if at_target_size else "–")
+                if launched
+                else " | – | – | –"
+            )
             + f" | {fmt(row['dagster_run_s'], '.1f')} s | "
             f"{fmt(row['per_model_overhead_ms'], '.0f')} ms | "
             f"{fmt(row['stored_dbt_log_mb'], '.1f')} MB |"
@@ -322,6 +331,13 @@ def _overhead(data: Mapping[str, Any], missed: list[str]) -> list[str]:
             f"- **Figure 3 at 1,000 models**: {row['ratio']['median']:.2f}× the direct "
             f"`dbt build` against ≤ {target:.2f} — {row['ratio']['median'] / target - 1:.0%} "
             f"over.{fixed}"
+        )
+    launched = row.get("launched_ratio") if row else None
+    if launched and launched["median"] > target:
+        missed.append(
+            f"- **Figure 3 at 1,000 models, launched warm**: {launched['median']:.2f}× the "
+            f"direct `dbt build` against ≤ {target:.2f} — {launched['median'] / target - 1:.0%} "
+            "over."
         )
     return lines
 

@@ -62,16 +62,16 @@ def node_selector_value(unique_id: str, manifest: Mapping[str, Any]) -> str:
     return "fqn:" + ".".join(node["fqn"])
 
 
-def selection_values(selection: Selection, manifest: Mapping[str, Any]) -> list[str]:
-    assert selection.unique_ids is not None
-    return sorted(node_selector_value(uid, manifest) for uid in selection.unique_ids)
-
-
 def criteria(selection: Selection) -> tuple[str, ...]:
     """The unique_ids dbt gets one criterion each for: the list, or the complement's."""
     if selection.complement is not None:
         return selection.complement
     return selection.unique_ids or ()
+
+
+def selection_values(selection: Selection, manifest: Mapping[str, Any]) -> list[str]:
+    """The selector values of ``criteria(selection)``, sorted."""
+    return sorted(node_selector_value(uid, manifest) for uid in criteria(selection))
 
 
 def uses_selector_file(selection: Selection, threshold: int) -> bool:
@@ -147,7 +147,7 @@ def build_args(
         if uses_selector_file(selection, threshold):
             args += ["--selector", SELECTOR_NAME]
         else:
-            excluded = sorted(node_selector_value(uid, manifest) for uid in selection.complement)
+            excluded = selection_values(selection, manifest)
             args += ["--select", "fqn:*", *(["--exclude", *excluded] if excluded else [])]
             args += ["--indirect-selection", "cautious"]
     elif selection.unique_ids is not None:

@@ -113,7 +113,7 @@ def apply_choice(
 ) -> Iterator[Any]:
     """Log the plan, let ``execute`` run the chosen nodes, add to each rebuilt asset's Output
     why it was rebuilt, then yield the Outputs of the carried-over assets."""
-    fix_output_asset_keys(context)
+    memoize_output_asset_keys(context)
     if choice.log_lines:  # one event: each log line is a write to the event log
         context.log.info("\n".join(choice.log_lines))
     if choice.is_empty:
@@ -129,7 +129,7 @@ def apply_choice(
     yield from choice.carried_over_outputs(context)
 
 
-def fix_output_asset_keys(context: AssetExecutionContext) -> None:
+def memoize_output_asset_keys(context: AssetExecutionContext) -> None:
     """Compute the step's output asset keys once, instead of once per Output.
 
     For every asset Output a step yields, Dagster 1.13 checks that no step-local child was

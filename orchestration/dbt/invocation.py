@@ -260,7 +260,7 @@ def plan_call(
     )
     selectors = None
     if argv.uses_selector_file(selection, settings.selector_threshold):
-        values = sorted(argv.node_selector_value(uid, manifest) for uid in argv.criteria(selection))
+        values = argv.selection_values(selection, manifest)
         if selection.complement is not None:
             selectors = argv.complement_selectors_yaml(values)
         else:

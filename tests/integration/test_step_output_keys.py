@@ -1,4 +1,4 @@
-"""``fix_output_asset_keys``: a step's output asset keys are computed once, and Dagster's
+"""``memoize_output_asset_keys``: a step's output asset keys are computed once, and Dagster's
 topological-order check that uses them still holds (issue 10).
 
 A plain multi-asset shaped like the dbt op (a chain of assets, one op) executed in process.
@@ -19,7 +19,7 @@ from dagster import (
 )
 from dagster._core.execution.context.system import StepExecutionContext
 
-from orchestration.dbt.assets import fix_output_asset_keys
+from orchestration.dbt.assets import memoize_output_asset_keys
 
 CHAIN = 40
 SPECS = [AssetSpec(f"a{i:02d}", deps=[f"a{i - 1:02d}"] if i else []) for i in range(CHAIN)]
@@ -40,7 +40,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def _chain(order: list[int]) -> Any:
     @multi_asset(specs=SPECS, name="chain")
     def chain(context: AssetExecutionContext) -> Iterator[Output]:
-        fix_output_asset_keys(context)
+        memoize_output_asset_keys(context)
         for i in order:
             yield Output(None, output_name=f"a{i:02d}")
 
