@@ -284,7 +284,8 @@ def _overhead(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         "`execute_job(daily_pipeline)` in a fresh process on the bench instance (see *Method*) "
         f"vs `dbt build` of the same project, alternating, {data['repeats']} repeats. "
         "*Launched, warm*: the same build created and launched as the schedule daemon "
-        "launches a scheduled run, through `WarmRunLauncher`, timed from creating the run to its end. Target ≤ "
+        "launches a scheduled run, through `WarmRunLauncher`, timed from creating the run to "
+        "its end. Target ≤ "
         f"{target:.2f} at 1,000 models.",
         "",
         "| models | dbt build | through Dagster | ratio | target | launched, warm | ratio | "
