@@ -33,7 +33,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.5
+"""How often the run's record is read while waiting. A run ends when its worker writes the end
+(the record's ``end_time``), so the interval adds nothing to the figure; reading the record is
+not free (the stock SQLite run storage inspects its columns on every read), and at 20 reads a
+second it took 12% of a core from the run it watched."""
 RUN_TIMEOUT_SECONDS = 3600
 
 
@@ -99,7 +103,7 @@ def launch(args: argparse.Namespace) -> dict[str, object]:
             job = repository.get_full_job(parent.job_name if parent else args.job)
             launcher.warm(job.get_python_origin().repository_origin)
 
-        start = time.perf_counter()
+        start, start_epoch = time.perf_counter(), time.time()
         run = create()
         created = time.perf_counter()
         instance.launch_run(run.run_id, context)
@@ -109,12 +113,13 @@ def launch(args: argparse.Namespace) -> dict[str, object]:
             if record and record.dagster_run.is_finished:
                 break
             time.sleep(POLL_SECONDS)
-        end = time.perf_counter()
+        observed = time.perf_counter() - start
         assert record is not None
         return {
             "run_id": run.run_id,
             "success": record.dagster_run.status.value == "SUCCESS",
-            "wall_s": end - start,
+            # From creating the run to the end its worker recorded (same clock, same machine).
+            "wall_s": record.end_time - start_epoch if record.end_time else observed,
             "create_s": created - start,
             "run_s": (record.end_time or 0) - (record.start_time or 0),
         }
