@@ -267,6 +267,13 @@ class BenchEnv:
             raise RuntimeError(f"no result from {' '.join(args)}:\n{result.stderr[-3000:]}")
         return json.loads(lines[-1].removeprefix(RESULT_MARKER))
 
+    @staticmethod
+    def artifacts_run_config(run_id: str) -> dict[str, Any]:
+        """``recover_from_artifacts``'s run config to recover ``run_id``."""
+        from orchestration.dbt.assets import DBT_OP_NAME  # imports Dagster: only when asked
+
+        return {"ops": {DBT_OP_NAME: {"config": {"retry_from_run_id": run_id}}}}
+
     def sensor_request(self, parent_run_id: str) -> Path:
         """The run request ``retry_failed_assets_sensor`` makes for the failed run, evaluated
         once with no backoff and kept in a file (``benchmarks.launched_run``)."""

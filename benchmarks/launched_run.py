@@ -161,7 +161,9 @@ def _creator(
             asset_keys=None,
         )
     if args.strategy == "ARTIFACTS":
-        config = {"ops": {"dbt_models": {"config": {"retry_from_run_id": parent.run_id}}}}
+        from benchmarks.env import BenchEnv
+
+        config = BenchEnv.artifacts_run_config(parent.run_id)
         return functools.partial(
             create_like_daemon,
             instance,

@@ -130,7 +130,7 @@ def measure_position(
 
         if repeat >= secondary_repeats:
             continue
-        config = {"ops": {"dbt_models": {"config": {"retry_from_run_id": failed.run_id}}}}
+        config = env.artifacts_run_config(failed.run_id)
         artifacts = env.run_job("recover_from_artifacts", run_config=config)
         paths["ours_from_artifacts"].failures += not artifacts.success
         models = models_in(env.stored_run_results(artifacts.run_id))

@@ -6,10 +6,10 @@ recovery of thousands of models would exceed the kernel's argument size limit (o
 may hold at most 128 KiB on Linux) — dbt itself has no "select from file" flag.
 
 dbt resolves every criterion of a selection by scanning the whole graph, so a list of N nodes
-costs N scans: on a 1,000-model project, selecting 1,346 nodes one by one took dbt 25 s before
-it ran anything, against 5 s for the whole project. A selection that is most of the project can
-therefore be spelled as its *complement* (``Selection.complement``): ``fqn:*`` minus the few
-nodes left out — the same nodes, 8 s on that project.
+costs N scans: on a 1,000-model project, ``dbt ls`` of 1,346 nodes listed one by one took 25 s,
+against 5 s for the whole project. A selection that is most of the project can therefore be
+spelled as its *complement* (``Selection.complement``): ``fqn:*`` minus the few nodes left
+out — the same nodes, 8 s on that project.
 """
 
 from __future__ import annotations
