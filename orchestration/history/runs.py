@@ -2,8 +2,9 @@
 
 Everything the planner needs about a run comes from three places: the run record (status,
 tags, parent), the run's own event log (planned assets, materializations, check evaluations,
-failed steps — one query per run), and, where stored, its dbt ``run_results.json``. If the
-artifact store cannot be read, the plan falls back to the event log alone and says so.
+failed steps: ``orchestration.history.run_events``), and, where stored, its dbt
+``run_results.json``. If the artifact store cannot be read, the plan falls back to the event
+log alone and says so.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster_dbt import DagsterDbtTranslator
@@ -23,6 +24,7 @@ from orchestration.artifacts.run_results import RunResults, merge_run_results, p
 from orchestration.artifacts.store import ArtifactStore, find_run_results_keys
 from orchestration.dbt.translator import unique_ids_by_asset_key
 from orchestration.errors import OrchestrationError, PlanError
+from orchestration.history.run_events import read_run_event_facts
 from orchestration.recovery import (
     AssetGraph,
     CheckOutcome,
@@ -38,7 +40,6 @@ from orchestration.recovery import (
 )
 from orchestration.recovery.batches import microbatch_configs
 from orchestration.tags import (
-    CARRIED_OVER_METADATA_KEY,
     CI_NO_STATE,
     CI_STATE_TAG,
     FULL_REFRESH_TAG,
@@ -47,7 +48,11 @@ from orchestration.tags import (
     RETRY_OF_TAG,
 )
 
-"""Set by our dbt op on an Output it yields for an asset it carried over, not rebuilt."""
+_CHECK_STATUS = {
+    None: CheckStatus.NOT_EXECUTED,
+    True: CheckStatus.PASSED,
+    False: CheckStatus.FAILED,
+}
 
 _RUN_STATUS = {
     DagsterRunStatus.SUCCESS: RunStatus.SUCCESS,
@@ -216,44 +221,6 @@ def stored_run_results(store: ArtifactStore | None, run_id: str) -> StoredResult
     return StoredResults(merged, microbatch_configs=configs)
 
 
-_EVENT_TYPES = {
-    DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
-    DagsterEventType.ASSET_MATERIALIZATION,
-    DagsterEventType.ASSET_CHECK_EVALUATION,
-    DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
-    DagsterEventType.STEP_FAILURE,
-}
-
-
-_CHECK_EVENT_TYPES = (
-    DagsterEventType.ASSET_CHECK_EVALUATION,
-    DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
-)
-
-
-def _record_check(
-    event: Any, asset_graph: BaseAssetGraph, checks: dict[tuple[str, str], CheckOutcome]
-) -> None:
-    """Fold one check event into ``checks``: planned → not executed unless a result follows."""
-    data = event.event_specific_data
-    check_key = data.asset_check_key if hasattr(data, "asset_check_key") else None
-    if check_key is None:
-        return
-    asset = check_key.asset_key.to_user_string()
-    blocking = _is_blocking(asset_graph, check_key)
-    if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
-        checks.setdefault(
-            (asset, check_key.name),
-            CheckOutcome(asset, check_key.name, blocking, CheckStatus.NOT_EXECUTED),
-        )
-        return
-    # A WARN-severity result (dbt "warn" on an error-severity test) did not cross the error
-    # threshold: the rule treats it as passed.
-    passed = data.passed or data.severity == AssetCheckSeverity.WARN
-    status = CheckStatus.PASSED if passed else CheckStatus.FAILED
-    checks[(asset, check_key.name)] = CheckOutcome(asset, check_key.name, blocking, status)
-
-
 def run_outcome(
     instance: DagsterInstance,
     run: DagsterRun,
@@ -261,40 +228,33 @@ def run_outcome(
     asset_graph: BaseAssetGraph,
     store: ArtifactStore | None,
 ) -> tuple[RunOutcome, list[str]]:
-    """One run as plain data (one event-log query), plus warnings for the plan."""
-    planned: set[str] = set()
-    materialized: set[str] = set()
-    checks: dict[tuple[str, str], CheckOutcome] = {}
-    failed_steps: set[str] = set()
-    carried_over = False
-    for entry in instance.all_logs(run.run_id, of_type=_EVENT_TYPES):
-        event = entry.dagster_event
-        if event is None:
-            continue
-        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
-            planned.add(event.asset_key.to_user_string())
-        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            materialized.add(event.asset_key.to_user_string())
-            metadata = getattr(event.event_specific_data.materialization, "metadata", None)
-            carried_over = carried_over or CARRIED_OVER_METADATA_KEY in (metadata or {})
-        elif event.event_type == DagsterEventType.STEP_FAILURE and event.step_key:
-            failed_steps.add(event.step_key)
-        elif event.event_type in _CHECK_EVENT_TYPES:
-            _record_check(event, asset_graph, checks)
+    """One run as plain data (``orchestration.history.run_events``), plus warnings for the
+    plan."""
+    resumes_plan = runs_recovery_plan(run)
+    facts = read_run_event_facts(instance, run.run_id, look_for_carried_over=not resumes_plan)
+    checks = tuple(
+        CheckOutcome(
+            check.key.asset_key.to_user_string(),
+            check.key.name,
+            _is_blocking(asset_graph, check.key),
+            _CHECK_STATUS[check.passed],
+        )
+        for check in facts.checks
+    )
     stored = stored_run_results(store, run.run_id)
     status = _RUN_STATUS.get(run.status, RunStatus.IN_PROGRESS)
     outcome = RunOutcome(
         run_id=run.run_id,
         status=status,
-        planned=frozenset(slim_ci_scope(run, planned, stored.results, asset_graph)),
-        materialized=frozenset(materialized),
-        checks=tuple(checks.values()),
+        planned=frozenset(slim_ci_scope(run, set(facts.planned), stored.results, asset_graph)),
+        materialized=facts.materialized,
+        checks=checks,
         dbt_results=stored.results,
-        failed_steps_assets=frozenset(_step_assets(asset_graph, failed_steps)),
+        failed_steps_assets=frozenset(_step_assets(asset_graph, set(facts.failed_steps))),
         # A run in which our op ran a recovery plan selected what it carried over without
         # deciding it. Runs recorded before carried-over Outputs stopped materializing are
         # recognised by the marker on those materializations.
-        resumes_chain=runs_recovery_plan(run) or carried_over,
+        resumes_chain=resumes_plan or bool(facts.carried_over),
         microbatch_configs=stored.microbatch_configs,
         full_refresh=runs_full_refresh(run.job_name, run.tags, run.run_config or {}),
     )

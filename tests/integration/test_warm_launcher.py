@@ -265,3 +265,40 @@ def test_a_code_location_in_another_environment_or_a_container_goes_the_default_
         origin(executable_path=sys.executable, container_image="registry/pipeline:1")
     )
     assert not WarmRunLauncher._warm_can_run(None)
+
+
+def test_a_warm_worker_holds_every_job_resolved_before_it_forks(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child reconstructs its run's job from the worker's definitions; resolving it there
+    again (its asset graph, its ops) would be paid by every run."""
+    import gc
+
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
+    from dagster._core.origin import RepositoryPythonOrigin
+    from dagster._serdes import serialize_value
+
+    from orchestration.instance.warm_worker import preload
+
+    pointer = ModuleCodePointer("orchestration.definitions", "defs", str(REPO_ROOT))
+    origin = RepositoryPythonOrigin(executable_path=sys.executable, code_pointer=pointer)
+    try:
+        preload(serialize_value(origin))
+    finally:
+        gc.unfreeze()
+    resolved: list[str] = []
+    resolve = UnresolvedAssetJobDefinition.resolve
+
+    def counting_resolve(self: UnresolvedAssetJobDefinition, *args: Any, **kwargs: Any) -> Any:
+        resolved.append(self.name)
+        return resolve(self, *args, **kwargs)
+
+    monkeypatch.setattr(UnresolvedAssetJobDefinition, "resolve", counting_resolve)
+    repository = ReconstructableRepository(pointer)
+    for name in ("daily_pipeline", "weekly_full_refresh"):
+        assert ReconstructableJob(repository, name).get_definition().name == name
+    assert resolved == []
