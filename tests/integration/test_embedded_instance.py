@@ -230,6 +230,39 @@ def test_reading_asset_records_inspects_the_asset_key_columns_once(
         assert inspected.count("last_materialization_timestamp") <= 1
 
 
+def test_a_process_opening_existing_shards_does_not_load_the_migration_scripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: every shard a process opened (the index, each run it read or wrote) was
+    checked against Dagster's ~90 migration scripts, ~50 ms each, in every run worker. A new
+    shard is still created and stamped the stock way."""
+    from alembic.runtime.migration import MigrationContext
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log as stock_module
+
+    (tmp_path / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n" + event_log_storage_yaml(tmp_path)
+    )
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        run_id = _feed(instance, _job())
+    checks: list[str] = []
+    stock_check = stock_module.check_alembic_revision
+
+    def counting(config: Any, conn: Any) -> Any:
+        checks.append(str(conn.engine.url))
+        return stock_check(config, conn)
+
+    monkeypatch.setattr(stock_module, "check_alembic_revision", counting)
+    with DagsterInstance.from_config(str(tmp_path)) as instance:  # a new process's instance
+        assert instance.all_logs(run_id)
+        assert checks == []
+        new_run = instance.create_run_for_job(_job())
+        instance.report_engine_event("started", new_run)
+        assert len(checks) == 1 and new_run.run_id in checks[0]
+        storage = instance.event_log_storage
+        with storage.run_connection(new_run.run_id) as conn:
+            assert MigrationContext.configure(conn).get_current_revision()
+
+
 @pytest.mark.postgres
 def test_the_pooled_postgres_event_log_stores_what_the_stock_one_stores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_server: Any
