@@ -64,7 +64,8 @@ def working_directory(origin: RepositoryPythonOrigin) -> str | None:
 class WarmWorker:
     """One warm worker process, loaded with one code location, and the socket to it."""
 
-    def __init__(self, origin: RepositoryPythonOrigin) -> None:
+    def __init__(self, origin: RepositoryPythonOrigin, instance_ref: str | None = None) -> None:
+        """``instance_ref``: the instance its spare child opens before a run arrives."""
         ours, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(
@@ -79,7 +80,8 @@ class WarmWorker:
         self._writer = ours.makefile("w")
         try:
             reply = self._ask(
-                {"repository_origin": serialize_value(origin)}, WORKER_READY_TIMEOUT_SECONDS
+                {"repository_origin": serialize_value(origin), "instance_ref": instance_ref},
+                WORKER_READY_TIMEOUT_SECONDS,
             )
             if not reply.get("ready"):
                 raise WarmWorkerError(reply.get("error", "the warm worker did not start"))
@@ -216,8 +218,9 @@ class WarmRunLauncher(DefaultRunLauncher):
             return None, why
 
     def _load(self, key: str, origin: RepositoryPythonOrigin) -> None:
+        instance_ref = serialize_value(self._instance.get_ref()) if self.has_instance else None
         try:
-            worker = WarmWorker(origin)
+            worker = WarmWorker(origin, instance_ref)
         except WarmWorkerError as error:
             logging.getLogger(__name__).warning(f"The warm run worker did not load: {error}")
             return

@@ -12,11 +12,20 @@ objects are frozen, so children share those pages). Each child restores the sign
 inherited, opens its own instance from the launcher's ref and runs exactly the body of
 ``dagster api execute_run``; SIGTERM / SIGINT become Dagster's interrupt, as in any run worker.
 
+A spare child: the fork and the child's opening of its instance (~0.25 s, most of it Dagster's
+storages checking their schema against ~90 migration scripts) are done *before* the run
+arrives. One child always waits, its instance open, reading the worker's pipe; a run is handed
+to it, and the next spare is forked after the launcher has its answer. A spare reads end of
+file when its worker exits or is replaced (stale code), and then exits without running
+anything. A run whose instance ref is not the one the spare opened (the launcher's instance
+changed) opens its own, as before. An idle spare holds no database connection on SQLite; on
+PostgreSQL, the event log's pool pings a connection before use and recycles it hourly.
+
 Protocol, one JSON object per line on the socket whose descriptor ``--fd`` names:
-``{"repository_origin": …}`` once (this process answers ``{"ready": true, "stamps": […]}``,
-the files its definitions came from with their modification times and sizes, or
-``{"error": …}``), then ``{"run_id": …, "instance_ref": …}``
-per run, answered ``{"pid": …}``. End of input ends this process; running children go on.
+``{"repository_origin": …, "instance_ref": …}`` once (this process answers ``{"ready": true,
+"stamps": […]}``, the files its definitions came from with their modification times and
+sizes, or ``{"error": …}``), then ``{"run_id": …, "instance_ref": …}`` per run, answered
+``{"pid": …}``. End of input ends this process and its spare; running children go on.
 """
 
 from __future__ import annotations
@@ -94,20 +103,39 @@ def extra_watched_files() -> list[str]:
     return [str(path.resolve()) for path in files]
 
 
-def run_child(request: dict[str, Any]) -> None:
-    """In the forked child: run the run, then leave without running the parent's cleanup."""
+def open_instance(instance_ref: str) -> Any:
+    from dagster._core.instance import DagsterInstance, InstanceRef
+    from dagster._serdes import deserialize_value
+
+    return DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef))
+
+
+def run_spare(read_fd: int, instance_ref: str | None) -> None:
+    """In a forked spare child: open the instance, wait for a run, run it, then leave without
+    running the parent's cleanup. End of file on the pipe (no run) exits at once."""
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # dbt's subprocess must be waitable
         from dagster._cli.api import _execute_run_command_body
-        from dagster._core.instance import DagsterInstance, InstanceRef
-        from dagster._serdes import deserialize_value
         from dagster._utils.interrupts import capture_interrupts
 
         from orchestration.tags import RUN_WORKER_PID_TAG
 
-        instance_ref = deserialize_value(request["instance_ref"], InstanceRef)
-        with capture_interrupts(), DagsterInstance.from_ref(instance_ref) as instance:
+        instance = None
+        with contextlib.suppress(Exception):  # opened again below, where a failure is reported
+            instance = open_instance(instance_ref) if instance_ref else None
+        try:
+            with os.fdopen(read_fd) as pipe:
+                line = pipe.readline()
+        except KeyboardInterrupt:  # SIGTERM / SIGINT before any run: nothing to say
+            line = ""
+        if not line:
+            code = 0
+            return
+        request = json.loads(line)
+        if instance is None or request["instance_ref"] != instance_ref:
+            instance = open_instance(request["instance_ref"])
+        with capture_interrupts(), instance:
             # Before the run starts: terminate and the health check find the process by it.
             instance.add_run_tags(request["run_id"], {RUN_WORKER_PID_TAG: str(os.getpid())})
             code = _execute_run_command_body(
@@ -119,6 +147,19 @@ def run_child(request: dict[str, Any]) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def fork_spare(inherited: Sequence[Any], instance_ref: str | None) -> tuple[int, int]:
+    """Fork a spare child (module docstring); its pid and the pipe to hand it a run."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(write_fd)
+        for stream in inherited:  # the launcher's socket is the worker's alone
+            stream.close()
+        run_spare(read_fd, instance_ref)
+    os.close(read_fd)
+    return pid, write_fd
 
 
 def reap_children(_signum: int = 0, _frame: Any = None) -> None:
@@ -147,15 +188,27 @@ def serve(sock: socket.socket) -> None:
         return
     answer(writer, {"ready": True, "stamps": stamps, "pid": os.getpid()})
     signal.signal(signal.SIGCHLD, reap_children)
+    inherited = (reader, writer, sock)
+    spare = fork_spare(inherited, hello.get("instance_ref"))
     for line in reader:
         request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            reader.close()
-            writer.close()
-            sock.close()
-            run_child(request)
-        answer(writer, {"pid": pid})
+        answer(writer, {"pid": hand_over(spare, request, inherited)})
+        spare = fork_spare(inherited, request["instance_ref"])
+    os.close(spare[1])  # the spare reads end of file and exits
+
+
+def hand_over(spare: tuple[int, int], request: dict[str, Any], inherited: Sequence[Any]) -> int:
+    """Give the run to the spare child; its pid (a new child's, if the spare has died)."""
+    pid, pipe = spare
+    message = (json.dumps(request) + "\n").encode()
+    try:
+        os.write(pipe, message)
+    except OSError:  # no reader: the spare was killed
+        os.close(pipe)
+        pid, pipe = fork_spare(inherited, None)
+        os.write(pipe, message)
+    os.close(pipe)
+    return pid
 
 
 def main() -> None:

@@ -178,6 +178,46 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
         assert instance.run_launcher.warm(repository_origin(context)) != worker
 
 
+def process_state(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a live process; ``None`` for a gone or zombie one."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else (fields[0], int(fields[1]))
+
+
+def forks_of(worker: int) -> set[int]:
+    """The worker's live forks (not, e.g., the resource tracker a library started in it)."""
+    candidates = (int(path.name) for path in Path("/proc").glob("[0-9]*"))
+    return {
+        child
+        for child in candidates
+        if (process_state(child) or ("", 0))[1] == worker and is_warm_child(child)
+    }
+
+
+def test_a_spare_child_waits_for_the_next_run_and_exits_with_its_worker(
+    pipeline: Pipeline, manifest_ready: Any
+) -> None:
+    """The fork and the child's instance are ready before a run arrives; a worker that is
+    closed (stale code, the daemon stopping) leaves no spare behind."""
+    with launching(pipeline) as (instance, context):
+        worker = instance.run_launcher.warm(repository_origin(context))
+        (spare,) = forks_of(worker)
+        run_id = launch_new(instance, context, "daily_pipeline")
+        assert wait_for_end(instance, run_id).status == DagsterRunStatus.SUCCESS
+        assert forked_from(instance, run_id) == (spare, worker)
+        assert started_in(instance, run_id) == spare
+        (next_spare,) = forks_of(worker)
+        assert next_spare != spare
+        instance.run_launcher.dispose()
+        deadline = time.monotonic() + 10
+        while process_state(next_spare) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process_state(next_spare) is None
+
+
 def dbt_processes_of(run_id: str) -> list[int]:
     """Live dbt processes of the run: their target folder (``DBT_TARGET_PATH``, set in their
     environment, not on the command line) is one of the run's invocation folders."""
