@@ -76,7 +76,7 @@ class PostgresDatabase:
 
     def dagster_storage_yaml(self, password_env: str, *, pooled: bool = True) -> str:
         """The storage blocks of a dagster.yaml for this database, in the shape of
-        ``deploy/dagster.yaml`` (``PooledPostgresEventLogStorage``; ``pooled=False``: stock
+        ``deploy/dagster.yaml`` (the pooled storages; ``pooled=False``: stock
         ``storage: postgres:``). The password is read from ``password_env``, never written.
 
         ``scheme`` names the driver: SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3,
@@ -95,13 +95,21 @@ class PostgresDatabase:
         if not pooled:
             return "storage:\n  postgres:\n" + postgres_db
         blocks = (
-            ("run_storage", "dagster_postgres.run_storage", "PostgresRunStorage"),
+            (
+                "run_storage",
+                "orchestration.instance.postgres_storage",
+                "PooledPostgresRunStorage",
+            ),
             (
                 "event_log_storage",
                 "orchestration.instance.postgres_event_log",
                 "PooledPostgresEventLogStorage",
             ),
-            ("schedule_storage", "dagster_postgres.schedule_storage", "PostgresScheduleStorage"),
+            (
+                "schedule_storage",
+                "orchestration.instance.postgres_storage",
+                "PooledPostgresScheduleStorage",
+            ),
         )
         return "".join(
             f"{key}:\n  module: {module}\n  class: {name}\n  config:\n{postgres_db}"

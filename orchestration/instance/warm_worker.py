@@ -12,7 +12,7 @@ objects are frozen, so children share those pages). Each child restores the sign
 inherited, opens its own instance from the launcher's ref and runs exactly the body of
 ``dagster api execute_run``; SIGTERM / SIGINT become Dagster's interrupt, as in any run worker.
 
-A spare child: the fork and the child's opening of its instance (~0.25 s, most of it Dagster's
+A spare child: the fork and the child's opening of its instance (~0.2 s, most of it Dagster's
 storages checking their schema against ~90 migration scripts) are done *before* the run
 arrives. One child always waits, its instance open, reading the worker's pipe; a run is handed
 to it, and the next spare is forked after the launcher has its answer. A spare reads end of
@@ -134,6 +134,8 @@ def run_spare(read_fd: int, instance_ref: str | None) -> None:
             return
         request = json.loads(line)
         if instance is None or request["instance_ref"] != instance_ref:
+            if instance is not None:
+                instance.dispose()
             instance = open_instance(request["instance_ref"])
         with capture_interrupts(), instance:
             # Before the run starts: terminate and the health check find the process by it.

@@ -37,15 +37,33 @@ def guide_json_blocks() -> list[Any]:
     return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
 
 
+def connections_opened(run_storage: Any, schedule_storage: Any) -> dict[str, int]:
+    """A live count of the database connections each storage's engine opens from now on."""
+    from sqlalchemy import event
+
+    opened = {"run": 0, "schedule": 0}
+    for name, storage in (("run", run_storage), ("schedule", schedule_storage)):
+        storage._engine.dispose()  # count from an empty pool
+
+        def count(*_args: Any, name: str = name) -> None:
+            opened[name] += 1
+
+        event.listen(storage._engine, "connect", count)
+    return opened
+
+
 @pytest.mark.integration
 @pytest.mark.postgres
 def test_the_production_dagster_yaml_loads_on_postgresql_with_its_queue_and_run_monitoring(
     postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dagster._core.run_coordinator import QueuedRunCoordinator
-    from dagster_postgres import PostgresRunStorage, PostgresScheduleStorage
 
     from orchestration.instance.postgres_event_log import PooledPostgresEventLogStorage
+    from orchestration.instance.postgres_storage import (
+        PooledPostgresRunStorage,
+        PooledPostgresScheduleStorage,
+    )
 
     database = postgres_server.create_database("dagster", user=f"dagster_{uuid.uuid4().hex[:8]}")
     home = tmp_path / "dagster_home"
@@ -62,9 +80,15 @@ def test_the_production_dagster_yaml_loads_on_postgresql_with_its_queue_and_run_
 
     with DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_runs() == []  # connected, schema created
-        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.run_storage, PooledPostgresRunStorage)
         assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
-        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert isinstance(instance.schedule_storage, PooledPostgresScheduleStorage)
+        # One kept connection per storage, not one per statement (stock: NullPool).
+        opened = connections_opened(instance.run_storage, instance.schedule_storage)
+        for _ in range(10):
+            instance.get_runs(limit=1)
+            instance.all_instigator_state()
+        assert opened == {"run": 1, "schedule": 1}
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
         limits = {
