@@ -1,7 +1,7 @@
 """``WarmRunLauncher`` (``orchestration/instance/run_launcher.py``): runs launched the way the
 daemon launches them — a real workspace with its code server, ``instance.launch_run`` — start as
 forks of one warm worker, recover exactly what the cold path recovers, never run stale code, and
-stop when terminated."""
+stop when terminated; a spare child waits for the next run and leaves with its worker."""
 
 from __future__ import annotations
 
@@ -139,45 +139,6 @@ def repository_origin(context: Any) -> Any:
     return remote_job(context, "daily_pipeline")[1].get_python_origin().repository_origin
 
 
-def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_code(
-    pipeline: Pipeline, manifest_ready: Any
-) -> None:
-    pipeline.faults().inject(MIDDLE, times=1)
-    needed = {MIDDLE} | model_descendants(MIDDLE)
-    with launching(pipeline) as (instance, context):
-        # The first run does not wait for the worker to load: it goes the default way.
-        failed_id = launch_new(instance, context, "daily_pipeline")
-        assert wait_for_end(instance, failed_id).status == DagsterRunStatus.FAILURE
-        assert any("the warm run worker is loading" in m for m in messages(instance, failed_id))
-        worker = instance.run_launcher.warm(repository_origin(context))
-
-        retry_id = launch_reexecution(instance, context, failed_id, "FROM_FAILURE")
-        retry = wait_for_end(instance, retry_id)
-        assert retry.status == DagsterRunStatus.SUCCESS
-        assert executed_models(pipeline, retry_id) == needed
-        retry_pid, retry_worker = forked_from(instance, retry_id)
-        assert retry_worker == worker != retry_pid
-        assert started_in(instance, retry_id) == retry_pid  # Dagster's own run-worker body
-        assert retry.tags[RUN_WORKER_PID_TAG] == str(retry_pid)
-
-        asset_retry_id = launch_reexecution(instance, context, failed_id, "FROM_ASSET_FAILURE")
-        assert wait_for_end(instance, asset_retry_id).status == DagsterRunStatus.SUCCESS
-        asset_pid, asset_worker = forked_from(instance, asset_retry_id)
-        assert asset_worker == worker and asset_pid != retry_pid  # loaded once, forked twice
-
-        # A new manifest (a `dbt parse` after a change): the next run must not use the
-        # definitions loaded from the old one.
-        manifest = manifest_path(load_settings())
-        later = time.time() + 5
-        os.utime(manifest, (later, later))
-        config = {"ops": {"dbt_models": {"config": {"retry_from_run_id": failed_id}}}}
-        artifacts_id = launch_new(instance, context, "recover_from_artifacts", config)
-        assert wait_for_end(instance, artifacts_id).status == DagsterRunStatus.SUCCESS
-        assert any("is reloading" in m for m in messages(instance, artifacts_id))
-        assert executed_models(pipeline, artifacts_id) == needed
-        assert instance.run_launcher.warm(repository_origin(context)) != worker
-
-
 def process_state(pid: int) -> tuple[str, int] | None:
     """(state, parent pid) of a live process; ``None`` for a gone or zombie one."""
     try:
@@ -197,21 +158,47 @@ def forks_of(worker: int) -> set[int]:
     }
 
 
-def test_a_spare_child_waits_for_the_next_run_and_exits_with_its_worker(
+def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_code(
     pipeline: Pipeline, manifest_ready: Any
 ) -> None:
-    """The fork and the child's instance are ready before a run arrives; a worker that is
-    closed (stale code, the daemon stopping) leaves no spare behind."""
+    pipeline.faults().inject(MIDDLE, times=1)
+    needed = {MIDDLE} | model_descendants(MIDDLE)
     with launching(pipeline) as (instance, context):
+        # The first run does not wait for the worker to load: it goes the default way.
+        failed_id = launch_new(instance, context, "daily_pipeline")
+        assert wait_for_end(instance, failed_id).status == DagsterRunStatus.FAILURE
+        assert any("the warm run worker is loading" in m for m in messages(instance, failed_id))
         worker = instance.run_launcher.warm(repository_origin(context))
+        # The next run's child is forked ahead, its instance open (a spare).
         (spare,) = forks_of(worker)
-        run_id = launch_new(instance, context, "daily_pipeline")
-        assert wait_for_end(instance, run_id).status == DagsterRunStatus.SUCCESS
-        assert forked_from(instance, run_id) == (spare, worker)
-        assert started_in(instance, run_id) == spare
-        (next_spare,) = forks_of(worker)
-        assert next_spare != spare
-        instance.run_launcher.dispose()
+
+        retry_id = launch_reexecution(instance, context, failed_id, "FROM_FAILURE")
+        retry = wait_for_end(instance, retry_id)
+        assert retry.status == DagsterRunStatus.SUCCESS
+        assert executed_models(pipeline, retry_id) == needed
+        retry_pid, retry_worker = forked_from(instance, retry_id)
+        assert retry_worker == worker and retry_pid == spare
+        assert started_in(instance, retry_id) == retry_pid  # Dagster's own run-worker body
+        assert retry.tags[RUN_WORKER_PID_TAG] == str(retry_pid)
+
+        asset_retry_id = launch_reexecution(instance, context, failed_id, "FROM_ASSET_FAILURE")
+        assert wait_for_end(instance, asset_retry_id).status == DagsterRunStatus.SUCCESS
+        asset_pid, asset_worker = forked_from(instance, asset_retry_id)
+        assert asset_worker == worker and asset_pid != retry_pid  # loaded once, forked twice
+        (next_spare,) = forks_of(worker) - {retry_pid, asset_pid}  # those may still be exiting
+
+        # A new manifest (a `dbt parse` after a change): the next run must not use the
+        # definitions loaded from the old one.
+        manifest = manifest_path(load_settings())
+        later = time.time() + 5
+        os.utime(manifest, (later, later))
+        config = {"ops": {"dbt_models": {"config": {"retry_from_run_id": failed_id}}}}
+        artifacts_id = launch_new(instance, context, "recover_from_artifacts", config)
+        assert wait_for_end(instance, artifacts_id).status == DagsterRunStatus.SUCCESS
+        assert any("is reloading" in m for m in messages(instance, artifacts_id))
+        assert executed_models(pipeline, artifacts_id) == needed
+        assert instance.run_launcher.warm(repository_origin(context)) != worker
+        # The replaced worker's spare leaves with it, having run nothing.
         deadline = time.monotonic() + 10
         while process_state(next_spare) and time.monotonic() < deadline:
             time.sleep(0.1)
