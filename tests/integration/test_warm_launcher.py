@@ -158,6 +158,15 @@ def forks_of(worker: int) -> set[int]:
     }
 
 
+def waiting_spare(worker: int, *, besides: frozenset[int] = frozenset()) -> int:
+    """The worker's one spare child (forked right after the worker answers), polled for."""
+    deadline = time.monotonic() + 10
+    while not (spares := forks_of(worker) - besides) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (spare,) = spares
+    return spare
+
+
 def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_code(
     pipeline: Pipeline, manifest_ready: Any
 ) -> None:
@@ -170,7 +179,7 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
         assert any("the warm run worker is loading" in m for m in messages(instance, failed_id))
         worker = instance.run_launcher.warm(repository_origin(context))
         # The next run's child is forked ahead, its instance open (a spare).
-        (spare,) = forks_of(worker)
+        spare = waiting_spare(worker)
 
         retry_id = launch_reexecution(instance, context, failed_id, "FROM_FAILURE")
         retry = wait_for_end(instance, retry_id)
@@ -185,7 +194,8 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
         assert wait_for_end(instance, asset_retry_id).status == DagsterRunStatus.SUCCESS
         asset_pid, asset_worker = forked_from(instance, asset_retry_id)
         assert asset_worker == worker and asset_pid != retry_pid  # loaded once, forked twice
-        (next_spare,) = forks_of(worker) - {retry_pid, asset_pid}  # those may still be exiting
+        # The two runs' processes may still be exiting.
+        next_spare = waiting_spare(worker, besides=frozenset({retry_pid, asset_pid}))
 
         # A new manifest (a `dbt parse` after a change): the next run must not use the
         # definitions loaded from the old one.
