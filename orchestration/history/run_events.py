@@ -25,7 +25,7 @@ compares them on real runs (``tests/integration/test_run_events.py``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as db
@@ -81,7 +81,8 @@ def read_run_event_facts(
     if isinstance(storage, SqlEventLogStorage) and storage.supports_asset_checks:
         return _facts_from_columns(storage, run_id, look_for_carried_over=look_for_carried_over)
     event_types = {*_COLUMN_EVENT_TYPES, *_CHECK_EVENT_TYPES}
-    return facts_from_records(instance.all_logs(run_id, of_type=event_types))
+    facts = facts_from_records(instance.all_logs(run_id, of_type=event_types))
+    return facts if look_for_carried_over else replace(facts, carried_over=None)
 
 
 def _facts_from_columns(
@@ -115,8 +116,12 @@ def _checks_from_table(storage: SqlEventLogStorage, run_id: str) -> tuple[CheckF
     """The run's rows of Dagster's asset-check table: planned, succeeded or failed."""
     table = AssetCheckExecutionsTable
     query = (
-        db.select(table.c.asset_key, table.c.check_name, table.c.execution_status)
-        .add_columns(table.c.evaluation_event)
+        db.select(
+            table.c.asset_key,
+            table.c.check_name,
+            table.c.execution_status,
+            table.c.evaluation_event,
+        )
         .where(table.c.run_id == run_id)
         .order_by(table.c.id)
     )

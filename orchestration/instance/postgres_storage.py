@@ -4,8 +4,7 @@ Stock, both open a new PostgreSQL connection (``NullPool``) for every statement 
 webserver — a TCP connection, a backend process and a SCRAM password handshake: 10.7 ms per
 ``get_runs(limit=1)`` against a local server from Debian's binaries, 0.7 ms over a kept
 connection (50 calls each). The daemon reads runs and ticks all the time; creating a run, a run
-worker's status events and tags all go through the run storage (figure 9 of
-``benchmarks/RESULTS-postgres.md``).
+worker's status events and tags all go through the run storage.
 
 ``PooledPostgresRunStorage`` and ``PooledPostgresScheduleStorage`` run the same SQL, autocommit
 as before, over the pool ``PooledPostgresEventLogStorage`` uses (``pooled_engine``): one
