@@ -50,4 +50,4 @@ class PooledPostgresEventLogStorage(SchemaFactsCache, PooledEngine, PostgresEven
         rows = [self._event_to_row(event) for event in events]
         with self.index_transaction() as conn:
             ids = insert_events_returning_ids(conn, rows)
-            store_planned_rows(self, conn, postgresql_insert, events, ids)
+            store_planned_rows(self, conn, postgresql_insert, events, rows, ids)

@@ -152,7 +152,7 @@ class EmbeddedSqliteEventLogStorage(SchemaFactsCache, SqliteEventLogStorage):
         rows = [self._event_to_row(event) for event in events]
         run_conn.execute(SqlEventLogStorageTable.insert(), rows)
         ids = insert_events_returning_ids(index_conn, rows)
-        store_planned_rows(self, index_conn, sqlite_insert, events, ids)
+        store_planned_rows(self, index_conn, sqlite_insert, events, rows, ids)
 
     def _store_asset_event(self, conn: Connection, event: EventLogEntry, event_id: int) -> None:
         """The stock asset-key row write as one upsert (``INSERT … ON CONFLICT DO UPDATE``, as
