@@ -15,11 +15,14 @@ inherited, opens its own instance from the launcher's ref and runs exactly the b
 A spare child: the fork and the child's opening of its instance (~0.2 s, most of it Dagster's
 storages checking their schema against ~90 migration scripts) are done *before* the run
 arrives. One child always waits, its instance open, reading the worker's pipe; a run is handed
-to it, and the next spare is forked after the launcher has its answer. A spare reads end of
-file when its worker exits or is replaced (stale code), and then exits without running
-anything. A run whose instance ref is not the one the spare opened (the launcher's instance
-changed) opens its own, as before. An idle spare holds no database connection on SQLite; on
-PostgreSQL, the event log's pool pings a connection before use and recycles it hourly.
+to it, and the next spare is forked after the launcher has its answer. That next spare opens
+its instance only once the run before it has ended, or as soon as another run arrives: opened
+at once, its 0.2 s of CPU would be taken from the run that is just starting, on a machine with
+few cores. A spare reads end of file when its worker exits or is replaced (stale code), and
+then exits without running anything. A run whose instance ref is not the one the spare opened
+(the launcher's instance changed) opens its own, as before. An idle spare holds no database
+connection on SQLite; on PostgreSQL, one for its run storage and one for its event log, made
+before the run arrives (pools ping a connection before use and recycle it hourly).
 
 Protocol, one JSON object per line on the socket whose descriptor ``--fd`` names:
 ``{"repository_origin": …, "instance_ref": …}`` once (this process answers ``{"ready": true,
@@ -35,11 +38,13 @@ import contextlib
 import gc
 import json
 import os
+import select
 import signal
 import socket
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -110,9 +115,27 @@ def open_instance(instance_ref: str) -> Any:
     return DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef))
 
 
-def run_spare(read_fd: int, instance_ref: str | None) -> None:
-    """In a forked spare child: open the instance, wait for a run, run it, then leave without
-    running the parent's cleanup. End of file on the pipe (no run) exits at once."""
+def open_connected(instance_ref: str) -> Any:
+    """The instance, with a connection of its run storage and event log already made (on
+    PostgreSQL each engine's first connection also asks the server about itself: ~10 ms)."""
+    instance = open_instance(instance_ref)
+    instance.get_runs(limit=1)
+    instance.event_log_storage.get_maximum_record_id()
+    return instance
+
+
+def settle(read_fd: int, previous_run: int | None) -> None:
+    """Wait until the run before this spare has ended (``previous_run``: a pipe its child
+    holds open while it lives) or a run arrives on ``read_fd``, whichever comes first."""
+    if previous_run is not None:
+        select.select([read_fd, previous_run], [], [])
+        os.close(previous_run)
+
+
+def run_spare(read_fd: int, instance_ref: str | None, previous_run: int | None = None) -> None:
+    """In a forked spare child: open the instance once the run before has ended (``settle``),
+    wait for a run, run it, then leave without running the parent's cleanup. End of file on
+    the pipe (no run) exits at once."""
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # dbt's subprocess must be waitable
@@ -121,9 +144,14 @@ def run_spare(read_fd: int, instance_ref: str | None) -> None:
 
         from orchestration.tags import RUN_WORKER_PID_TAG
 
+        try:
+            settle(read_fd, previous_run)
+        except KeyboardInterrupt:  # SIGTERM / SIGINT before any run: nothing to say
+            code = 0
+            return
         instance = None
         with contextlib.suppress(Exception):  # opened again below, where a failure is reported
-            instance = open_instance(instance_ref) if instance_ref else None
+            instance = open_connected(instance_ref) if instance_ref else None
         try:
             with os.fdopen(read_fd) as pipe:
                 line = pipe.readline()
@@ -151,17 +179,35 @@ def run_spare(read_fd: int, instance_ref: str | None) -> None:
         os._exit(code)
 
 
-def fork_spare(inherited: Sequence[Any], instance_ref: str | None) -> tuple[int, int]:
-    """Fork a spare child (module docstring); its pid and the pipe to hand it a run."""
+@dataclass
+class Spare:
+    """A forked spare child: its pid, the pipe to hand it a run, and the read end of a pipe
+    whose write end only the child holds (end of file there: the child has exited)."""
+
+    pid: int
+    requests: int
+    alive: int
+
+
+def fork_spare(
+    inherited: Sequence[Any], instance_ref: str | None, previous: Spare | None = None
+) -> Spare:
+    """Fork a spare child (module docstring). With ``previous`` (the spare that was just
+    handed a run), the new one opens its instance only after that run has ended."""
     read_fd, write_fd = os.pipe()
+    alive_read, alive_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(write_fd)
+        os.close(alive_read)
         for stream in inherited:  # the launcher's socket is the worker's alone
             stream.close()
-        run_spare(read_fd, instance_ref)
+        run_spare(read_fd, instance_ref, previous.alive if previous else None)
     os.close(read_fd)
-    return pid, write_fd
+    os.close(alive_write)
+    if previous is not None:
+        os.close(previous.alive)
+    return Spare(pid, write_fd, alive_read)
 
 
 def reap_children(_signum: int = 0, _frame: Any = None) -> None:
@@ -194,23 +240,26 @@ def serve(sock: socket.socket) -> None:
     spare = fork_spare(inherited, hello.get("instance_ref"))
     for line in reader:
         request = json.loads(line)
-        answer(writer, {"pid": hand_over(spare, request, inherited)})
-        spare = fork_spare(inherited, request["instance_ref"])
-    os.close(spare[1])  # the spare reads end of file and exits
+        spare = hand_over(spare, request, inherited)
+        answer(writer, {"pid": spare.pid})
+        spare = fork_spare(inherited, request["instance_ref"], previous=spare)
+    os.close(spare.requests)  # the spare reads end of file and exits
+    os.close(spare.alive)
 
 
-def hand_over(spare: tuple[int, int], request: dict[str, Any], inherited: Sequence[Any]) -> int:
-    """Give the run to the spare child; its pid (a new child's, if the spare has died)."""
-    pid, pipe = spare
+def hand_over(spare: Spare, request: dict[str, Any], inherited: Sequence[Any]) -> Spare:
+    """Give the run to the spare child; the child that has it (a new one, if the spare has
+    died)."""
     message = (json.dumps(request) + "\n").encode()
     try:
-        os.write(pipe, message)
+        os.write(spare.requests, message)
     except OSError:  # no reader: the spare was killed
-        os.close(pipe)
-        pid, pipe = fork_spare(inherited, None)
-        os.write(pipe, message)
-    os.close(pipe)
-    return pid
+        os.close(spare.requests)
+        os.close(spare.alive)
+        spare = fork_spare(inherited, None)
+        os.write(spare.requests, message)
+    os.close(spare.requests)
+    return spare
 
 
 def main() -> None:

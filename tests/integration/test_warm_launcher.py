@@ -5,6 +5,7 @@ stop when terminated; a spare child waits for the next run and leaves with its w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -158,6 +159,16 @@ def forks_of(worker: int) -> set[int]:
     }
 
 
+def poll(condition: Any, seconds: float = 10) -> bool:
+    """Whether ``condition()`` becomes true within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def waiting_spare(worker: int, *, besides: frozenset[int] = frozenset()) -> int:
     """The worker's one spare child (forked right after the worker answers), polled for."""
     deadline = time.monotonic() + 10
@@ -165,6 +176,19 @@ def waiting_spare(worker: int, *, besides: frozenset[int] = frozenset()) -> int:
         time.sleep(0.05)
     (spare,) = spares
     return spare
+
+
+def opened_instance(pid: int, dagster_home: Path) -> bool:
+    """Whether the process holds a file of the instance's storage open (the embedded event
+    log keeps its index shard's connection; the worker itself never opens one)."""
+    home = str(dagster_home.resolve())
+    fds = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd).startswith(home):
+                    return True
+    return False
 
 
 def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_code(
@@ -181,7 +205,13 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
         # The next run's child is forked ahead, its instance open (a spare).
         spare = waiting_spare(worker)
 
+        assert poll(lambda: opened_instance(spare, pipeline.dagster_home))
+
         retry_id = launch_reexecution(instance, context, failed_id, "FROM_FAILURE")
+        # The spare after it is forked at once, but opens its instance only after this run.
+        second_spare = waiting_spare(worker, besides=frozenset({spare}))
+        assert not opened_instance(second_spare, pipeline.dagster_home)
+        assert not instance.get_run_by_id(retry_id).is_finished
         retry = wait_for_end(instance, retry_id)
         assert retry.status == DagsterRunStatus.SUCCESS
         assert executed_models(pipeline, retry_id) == needed
@@ -189,11 +219,12 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
         assert retry_worker == worker and retry_pid == spare
         assert started_in(instance, retry_id) == retry_pid  # Dagster's own run-worker body
         assert retry.tags[RUN_WORKER_PID_TAG] == str(retry_pid)
+        assert poll(lambda: opened_instance(second_spare, pipeline.dagster_home))
 
         asset_retry_id = launch_reexecution(instance, context, failed_id, "FROM_ASSET_FAILURE")
         assert wait_for_end(instance, asset_retry_id).status == DagsterRunStatus.SUCCESS
         asset_pid, asset_worker = forked_from(instance, asset_retry_id)
-        assert asset_worker == worker and asset_pid != retry_pid  # loaded once, forked twice
+        assert asset_worker == worker and asset_pid == second_spare  # loaded once, forked
         # The two runs' processes may still be exiting.
         next_spare = waiting_spare(worker, besides=frozenset({retry_pid, asset_pid}))
 
