@@ -39,6 +39,11 @@ POLL_SECONDS = 0.5
 not free (the stock SQLite run storage inspects its columns on every read), and at 20 reads a
 second it took 12% of a core from the run it watched."""
 RUN_TIMEOUT_SECONDS = 3600
+SPARE_SETTLE_SECONDS = 1.0
+"""Untimed wait after loading the warm worker: a daemon that has launched a run before holds a
+worker whose spare child has opened its instance (~0.2 s after the worker answers). Without
+it, the spare's opening would run during the timed creation, which it never does in
+production (``orchestration.instance.warm_worker``)."""
 
 
 SENSOR = "retry_failed_assets_sensor"
@@ -102,6 +107,7 @@ def launch(args: argparse.Namespace) -> dict[str, object]:
         if isinstance(launcher, WarmRunLauncher):
             job = repository.get_full_job(parent.job_name if parent else args.job)
             launcher.warm(job.get_python_origin().repository_origin)
+            time.sleep(SPARE_SETTLE_SECONDS)
 
         start, start_epoch = time.perf_counter(), time.time()
         run = create()
