@@ -31,6 +31,8 @@ from dagster_postgres.utils import (
 )
 from sqlalchemy.engine import Engine
 
+from orchestration.instance.schema_facts import RunSchemaFactsCache
+
 POOL_SIZE = 1
 MAX_OVERFLOW = 4
 POOL_RECYCLE_SECONDS = 3600
@@ -76,8 +78,9 @@ class PooledEngine:
         return cls(inst_data=inst_data, **storage_kwargs(config_value))
 
 
-class PooledPostgresRunStorage(PooledEngine, PostgresRunStorage):
-    """``PostgresRunStorage`` over ``pooled_engine`` (same SQL, same isolation level)."""
+class PooledPostgresRunStorage(RunSchemaFactsCache, PooledEngine, PostgresRunStorage):
+    """``PostgresRunStorage`` over ``pooled_engine`` (same SQL, same isolation level), with
+    schema probes answered once (``orchestration.instance.schema_facts``)."""
 
 
 class PooledPostgresScheduleStorage(PooledEngine, PostgresScheduleStorage):

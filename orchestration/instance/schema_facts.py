@@ -1,4 +1,5 @@
-"""Schema facts an event log asks about for every event it writes, asked once per process.
+"""Schema facts a storage asks about for every event it writes or run it reads, asked once per
+process.
 
 Dagster's SQL event logs check the database's schema while they write: whether the asset check
 table exists (``supports_asset_checks``, for every check event), whether the asset-key table has
@@ -8,6 +9,10 @@ per materialized parent to stamp data versions), whether a data migration has ru
 each ``has_table`` also builds and disposes an engine. At 1,000 models + 346 tests that was
 about a fifth of the time spent writing a run's planned events, and the same again for each
 materialization of the build (``benchmarks/RESULTS.md``, figure 8).
+
+Dagster's SQL run storage does the same for every read of runs: a column inspection of the
+runs table (``has_run_stats_index_cols``), ~2 ms against a local PostgreSQL, asked by each
+run-status read of the webserver, the daemon and every run worker.
 
 The answers can only change from "no" to "yes", by ``dagster instance migrate``, so only a
 "yes" is kept: a storage that sees a missing table keeps asking, exactly as before, and a
@@ -21,8 +26,8 @@ from collections.abc import Callable
 from sqlalchemy.engine import Connection
 
 
-class SchemaFactsCache:
-    """Mixin for a ``SqlEventLogStorage`` subclass: keeps each schema probe's "yes"."""
+class KnownSchemaFacts:
+    """Keeps each schema probe's "yes" (module docstring)."""
 
     _known_schema: set[tuple[str, str]]
 
@@ -36,6 +41,14 @@ class SchemaFactsCache:
         if present:
             known.add((kind, name))
         return present
+
+    def wipe(self) -> None:
+        self.__dict__.setdefault("_known_schema", set()).clear()
+        super().wipe()  # type: ignore[misc]
+
+
+class SchemaFactsCache(KnownSchemaFacts):
+    """Mixin for a ``SqlEventLogStorage`` subclass: keeps each schema probe's "yes"."""
 
     def has_table(self, table_name: str) -> bool:
         stock = super().has_table
@@ -58,6 +71,26 @@ class SchemaFactsCache:
         super().enable_secondary_index(name)
         self.__dict__.setdefault("_known_schema", set()).discard(("index", name))
 
-    def wipe(self) -> None:
-        self.__dict__.setdefault("_known_schema", set()).clear()
-        super().wipe()
+
+class RunSchemaFactsCache(KnownSchemaFacts):
+    """Mixin for a ``SqlRunStorage`` subclass: keeps each column and table probe's "yes"."""
+
+    def has_run_stats_index_cols(self) -> bool:
+        stock = super().has_run_stats_index_cols
+        return self._schema_fact("runs_col", "start_time,end_time", stock)
+
+    def has_backfill_id_column(self) -> bool:
+        stock = super().has_backfill_id_column
+        return self._schema_fact("runs_col", "backfill_id", stock)
+
+    def has_bulk_actions_selector_cols(self) -> bool:
+        stock = super().has_bulk_actions_selector_cols
+        return self._schema_fact("bulk_actions_col", "selector_id", stock)
+
+    def has_bulk_action_job_name_column(self) -> bool:
+        stock = super().has_bulk_action_job_name_column
+        return self._schema_fact("bulk_actions_col", "job_name", stock)
+
+    def has_backfill_tags_table(self) -> bool:
+        stock = super().has_backfill_tags_table
+        return self._schema_fact("table", "backfill_tags", stock)

@@ -52,6 +52,21 @@ def connections_opened(run_storage: Any, schedule_storage: Any) -> dict[str, int
     return opened
 
 
+def catalog_reads(storage: Any) -> list[str]:
+    """A live list of the statements ``storage`` sends that read PostgreSQL's catalog (the
+    schema inspections SQLAlchemy makes for Dagster's column probes)."""
+    from sqlalchemy import event
+
+    found: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "pg_catalog.pg_attribute" in statement:
+            found.append(statement)
+
+    event.listen(storage._engine, "before_cursor_execute", note)
+    return found
+
+
 @pytest.mark.integration
 @pytest.mark.postgres
 def test_the_production_dagster_yaml_loads_on_postgresql_with_its_queue_and_run_monitoring(
@@ -85,10 +100,14 @@ def test_the_production_dagster_yaml_loads_on_postgresql_with_its_queue_and_run_
         assert isinstance(instance.schedule_storage, PooledPostgresScheduleStorage)
         # One kept connection per storage, not one per statement (stock: NullPool).
         opened = connections_opened(instance.run_storage, instance.schedule_storage)
+        inspections = catalog_reads(instance.run_storage)
         for _ in range(10):
             instance.get_runs(limit=1)
+            instance.get_run_records(limit=1)
             instance.all_instigator_state()
         assert opened == {"run": 1, "schedule": 1}
+        # The runs table's columns were inspected by the first read above, not again.
+        assert inspections == []
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
         limits = {
