@@ -12,7 +12,7 @@ from orchestration.dbt.freshness import build_freshness_checks
 from orchestration.dbt.project import load_manifest
 from orchestration.dbt_cloud.workspace import assets_manifest
 from orchestration.ingest.assets import build_ingest_assets
-from orchestration.jobs import build_jobs
+from orchestration.jobs import build_jobs, keep_subset_jobs
 from orchestration.reports.assets import build_report_asset
 from orchestration.resources import ArtifactStoreResource, build_io_manager
 from orchestration.schedules import build_schedules
@@ -82,6 +82,7 @@ def _build_definitions() -> Definitions:
         },
     )
     check_run_order(defs, manifest)
+    keep_subset_jobs(defs.get_repository_def())
     return defs
 
 

@@ -76,6 +76,32 @@ def test_definitions_use_the_fixed_names_and_form_one_connected_graph(pipeline: 
     assert dbt_checks == expected
 
 
+def test_an_asset_selection_subset_job_is_built_once_per_process(pipeline: Pipeline) -> None:
+    """The code server asks for a retry's subset job twice (for its snapshot, then for its
+    plan): the second ask gets the job the first built (``orchestration.jobs``)."""
+    from orchestration.definitions import build_definitions
+
+    repository = build_definitions().get_repository_def()
+    needed = {AssetKey([m]) for m in {MIDDLE_MODEL} | model_descendants(MIDDLE_MODEL)}
+    first = repository.get_maybe_subset_job_def("daily_pipeline", asset_selection=needed)
+    assert first.asset_layer.selected_asset_keys == needed
+    again = repository.get_maybe_subset_job_def("daily_pipeline", None, set(needed), None)
+    assert again is first
+    # Another selection is another job: other assets, or the same assets without their checks.
+    one = repository.get_maybe_subset_job_def(
+        "daily_pipeline", asset_selection={AssetKey([MIDDLE_MODEL])}
+    )
+    assert one.asset_layer.selected_asset_keys == {AssetKey([MIDDLE_MODEL])}
+    unchecked = repository.get_maybe_subset_job_def(
+        "daily_pipeline", asset_selection=needed, asset_check_selection=set()
+    )
+    assert unchecked is not first and not unchecked.asset_layer.asset_graph.asset_check_keys
+    assert first.asset_layer.asset_graph.asset_check_keys
+    # The whole job is the job itself, as before.
+    whole = repository.get_maybe_subset_job_def("daily_pipeline")
+    assert whole is repository.get_job("daily_pipeline")
+
+
 def test_daily_pipeline_materializes_everything_and_stores_artifacts_locally(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
