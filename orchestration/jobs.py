@@ -1,6 +1,7 @@
 """The asset jobs: the nightly pipeline, the weekly full refresh, recovery from artifacts
 and slim CI. Production jobs never select slim CI's ``ci/`` assets, and slim CI selects
-nothing else."""
+nothing else. ``keep_subset_jobs``: a retry's asset-selection subset job, built once per
+process and selection."""
 
 from __future__ import annotations
 
