@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Any
 
-from dagster import AssetCheckKey, AssetKey, AssetSelection, RepositoryDefinition, define_asset_job
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetSelection,
+    JobDefinition,
+    RepositoryDefinition,
+    define_asset_job,
+)
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from orchestration.dbt.assets import DBT_OP_NAME
@@ -82,7 +88,7 @@ def keep_subset_jobs(repository: RepositoryDefinition) -> None:
     @functools.lru_cache(maxsize=SUBSET_JOBS_KEPT)
     def asset_subset(
         job_name: str, assets: frozenset[AssetKey], checks: frozenset[AssetCheckKey] | None
-    ) -> Any:
+    ) -> JobDefinition:
         return build(job_name, asset_selection=assets, asset_check_selection=checks)
 
     def get_maybe_subset_job_def(
@@ -90,7 +96,7 @@ def keep_subset_jobs(repository: RepositoryDefinition) -> None:
         op_selection: Iterable[str] | None = None,
         asset_selection: Iterable[AssetKey] | None = None,
         asset_check_selection: Iterable[AssetCheckKey] | None = None,
-    ) -> Any:
+    ) -> JobDefinition:
         if op_selection or not (asset_selection or asset_check_selection):
             return build(job_name, op_selection, asset_selection, asset_check_selection)
         checks = None if asset_check_selection is None else frozenset(asset_check_selection)

@@ -76,21 +76,20 @@ class RunSchemaFactsCache(KnownSchemaFacts):
     """Mixin for a ``SqlRunStorage`` subclass: keeps each column and table probe's "yes"."""
 
     def has_run_stats_index_cols(self) -> bool:
-        stock = super().has_run_stats_index_cols
-        return self._schema_fact("runs_col", "start_time,end_time", stock)
+        return self._schema_fact("runs", "start_time,end_time", super().has_run_stats_index_cols)
 
     def has_backfill_id_column(self) -> bool:
-        stock = super().has_backfill_id_column
-        return self._schema_fact("runs_col", "backfill_id", stock)
+        return self._schema_fact("runs", "backfill_id", super().has_backfill_id_column)
 
     def has_bulk_actions_selector_cols(self) -> bool:
-        stock = super().has_bulk_actions_selector_cols
-        return self._schema_fact("bulk_actions_col", "selector_id", stock)
+        return self._schema_fact(
+            "bulk_actions", "selector_id", super().has_bulk_actions_selector_cols
+        )
 
     def has_bulk_action_job_name_column(self) -> bool:
-        stock = super().has_bulk_action_job_name_column
-        return self._schema_fact("bulk_actions_col", "job_name", stock)
+        return self._schema_fact(
+            "bulk_actions", "job_name", super().has_bulk_action_job_name_column
+        )
 
     def has_backfill_tags_table(self) -> bool:
-        stock = super().has_backfill_tags_table
-        return self._schema_fact("table", "backfill_tags", stock)
+        return self._schema_fact("table", "backfill_tags", super().has_backfill_tags_table)
