@@ -56,6 +56,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "1800",
         "timeout of each helper dbt command (`parse`, `deps`, `source freshness`)",
     ),
+    "ORCHESTRATION_DBT_FORK_SERVER": (
+        "1",
+        "1 = a warm run starts dbt from the warm worker's fork server (dbt already imported)",
+    ),
     "ORCHESTRATION_DAILY_CRON": ("0 4 * * *", "cron of `daily_pipeline_schedule`"),
     "ORCHESTRATION_WEEKLY_CRON": ("0 5 * * 0", "cron of `weekly_full_refresh_schedule`"),
     "ORCHESTRATION_TIMEZONE": ("UTC", "timezone of both schedules"),
@@ -132,6 +136,7 @@ class Settings:
     faults_enabled: bool
     artifacts_extra_locations: tuple[str, ...]
     dbt_command_timeout_seconds: float
+    dbt_fork_server: bool
     daily_cron: str
     weekly_cron: str
     timezone: str
@@ -249,6 +254,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dbt_command_timeout_seconds=_float(
             env, "ORCHESTRATION_DBT_COMMAND_TIMEOUT_SECONDS", 1800.0
         ),
+        dbt_fork_server=_bool(env, "ORCHESTRATION_DBT_FORK_SERVER", True),
         daily_cron=env.get("ORCHESTRATION_DAILY_CRON") or "0 4 * * *",
         weekly_cron=env.get("ORCHESTRATION_WEEKLY_CRON") or "0 5 * * 0",
         timezone=env.get("ORCHESTRATION_TIMEZONE") or "UTC",

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from orchestration.dbt.fork_server import CLIENT_NAME, FORK_SERVER_ENV
 from orchestration.errors import ConfigurationError
 from orchestration.settings import Settings
 
@@ -35,6 +36,15 @@ PROJECT_SOURCE_FILES = (
 
 
 def dbt_executable() -> str:
+    """The ``dbt`` a run starts: in a warm run, the client of the warm worker's dbt fork
+    server (``orchestration.dbt.fork_server``: dbt already imported); else ``real_dbt()``."""
+    folder = os.environ.get(FORK_SERVER_ENV)
+    if folder and (client := Path(folder) / CLIENT_NAME).is_file():
+        return str(client)
+    return real_dbt()
+
+
+def real_dbt() -> str:
     """The ``dbt`` next to this interpreter, else the one on PATH.
 
     The webserver and daemon may be started by absolute path without the venv's ``bin/`` on

@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import serialize_value
 
+from orchestration.dbt.fork_server import is_serving
 from orchestration.instance.warm_worker import file_stamps
 from orchestration.tags import RUN_WORKER_PID_TAG
 
@@ -51,6 +53,7 @@ WORKER_READY_TIMEOUT_SECONDS = 900
 """Loading definitions may include a ``dbt parse`` of a stale project, as in a fresh worker
 (in the background: runs meanwhile go through the code server)."""
 WORKER_ANSWER_TIMEOUT_SECONDS = 30
+FORK_SERVER_WAIT_SECONDS = 60
 
 
 class WarmWorkerError(Exception):
@@ -90,6 +93,9 @@ class WarmWorker:
             self.close()
             raise
         self.stamps = [tuple(stamp) for stamp in reply["stamps"]]
+        # The folder of the worker's dbt fork server (orchestration.dbt.fork_server), if any.
+        folder = reply.get("dbt_fork_server")
+        self.dbt_fork_server = Path(folder) if folder else None
 
     def _ask(self, message: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
         self._socket.settimeout(timeout_seconds)
@@ -235,8 +241,9 @@ class WarmRunLauncher(DefaultRunLauncher):
         worker.close()
 
     def warm(self, origin: RepositoryPythonOrigin) -> int:
-        """Load the worker for ``origin`` now and wait for it; its pid (benchmarks and tests:
-        a daemon that has launched a run before holds a loaded worker)."""
+        """Load the worker for ``origin`` now and wait for it and its dbt fork server; its pid
+        (benchmarks and tests: a daemon that has launched a run before holds a loaded
+        worker, whose fork server has long finished its imports)."""
         worker, _ = self._ready_worker(origin)
         if worker is not None:
             return worker.pid
@@ -244,6 +251,11 @@ class WarmRunLauncher(DefaultRunLauncher):
         worker, why_not = self._ready_worker(origin)
         if worker is None:
             raise WarmWorkerError(why_not)
+        deadline = time.monotonic() + FORK_SERVER_WAIT_SECONDS
+        while worker.dbt_fork_server is not None and time.monotonic() < deadline:
+            if is_serving(worker.dbt_fork_server):
+                break
+            time.sleep(0.05)
         return worker.pid
 
     def terminate(self, run_id: str) -> bool:

@@ -6,6 +6,7 @@ stop when terminated; a spare child waits for the next run and leaves with its w
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 from dagster._core.origin import JobPythonOrigin
 
 from orchestration.artifacts.store import open_store
+from orchestration.dbt import fork_server
 from orchestration.dbt.project import manifest_path
 from orchestration.instance.config import RUN_LAUNCHER
 from orchestration.instance.run_launcher import WarmRunLauncher, is_warm_child
@@ -225,6 +227,14 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
         assert wait_for_end(instance, asset_retry_id).status == DagsterRunStatus.SUCCESS
         asset_pid, asset_worker = forked_from(instance, asset_retry_id)
         assert asset_worker == worker and asset_pid == second_spare  # loaded once, forked
+        # Their dbt started in the worker's fork server (dbt already imported), nobody else's.
+        (folder,) = fork_server_folders(worker)
+        served_runs = {
+            line["target_path"].split("/invocations/")[1][:8]
+            for line in served(folder)
+            if line["command"] == ["build"]
+        }
+        assert served_runs == {retry_id[:8], asset_retry_id[:8]}
         # The two runs' processes may still be exiting.
         next_spare = waiting_spare(worker, besides=frozenset({retry_pid, asset_pid}))
 
@@ -248,19 +258,46 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
 
 def dbt_processes_of(run_id: str) -> list[int]:
     """Live dbt processes of the run: their target folder (``DBT_TARGET_PATH``, set in their
-    environment, not on the command line) is one of the run's invocation folders."""
-    marker = f"/invocations/{run_id[:8]}-".encode()
+    environment, not on the command line) is one of the run's invocation folders. A dbt the
+    fork server forked shows the server's environment: its own log line names the folder."""
+    marker = f"/invocations/{run_id[:8]}-"
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             if (
                 b"dbt" in (proc / "cmdline").read_bytes()
-                and marker in (proc / "environ").read_bytes()
+                and marker.encode() in (proc / "environ").read_bytes()
             ):
                 found.append(int(proc.name))
         except OSError:  # gone meanwhile
             continue
+    for folder in fork_server_folders():
+        for line in served(folder):
+            if marker in (line["target_path"] or "") and process_state(line["pid"]):
+                found.append(line["pid"])
     return found
+
+
+def fork_server_folders(worker: int | None = None) -> list[Path]:
+    """Folders of the running dbt fork servers (of ``worker``'s, if given): their last
+    argument."""
+    folders = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            args = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            if fork_server.__name__.encode() not in args[:3]:
+                continue
+            if worker is None or (process_state(int(proc.name)) or ("", 0))[1] == worker:
+                folders.append(Path(args[-1].decode()))
+    return folders
+
+
+def served(folder: Path) -> list[dict[str, Any]]:
+    """What a fork server ran, one entry per dbt it forked."""
+    log = folder / fork_server.SERVED_LOG_NAME
+    with contextlib.suppress(OSError):
+        return [json.loads(line) for line in log.read_text().splitlines()]
+    return []
 
 
 def test_terminate_cancels_a_warm_run_and_stops_its_dbt(
@@ -314,7 +351,8 @@ def test_run_monitoring_fails_a_warm_run_whose_process_died(
         messages = [e.message or "" for e in instance.all_logs(run_id)]
         assert any(f"run worker process {pid} is gone" in m for m in messages)
         for orphan in dbt_processes_of(run_id):  # the killed worker's dbt child
-            os.kill(orphan, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # a served dbt ends with its client
+                os.kill(orphan, signal.SIGKILL)
 
 
 def test_a_code_location_in_another_environment_or_a_container_goes_the_default_way() -> None:

@@ -47,6 +47,7 @@ COMPARED = {
     "ORCHESTRATION_FAULTS_ENABLED": ("faults_enabled", AS_BOOL),
     "ORCHESTRATION_SLIM_CI": ("slim_ci", AS_BOOL),
     "ORCHESTRATION_DBT_COMMAND_TIMEOUT_SECONDS": ("dbt_command_timeout_seconds", AS_FLOAT),
+    "ORCHESTRATION_DBT_FORK_SERVER": ("dbt_fork_server", AS_BOOL),
     "ORCHESTRATION_DAILY_CRON": ("daily_cron", AS_TEXT),
     "ORCHESTRATION_WEEKLY_CRON": ("weekly_cron", AS_TEXT),
     "ORCHESTRATION_TIMEZONE": ("timezone", AS_TEXT),
