@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -237,8 +238,12 @@ def _watch(
     connection: socket.socket, request: Mapping[str, Any], streams: list[int], folder: Path
 ) -> int:
     """In the watcher: fork dbt, tell the client its pid and then its exit code; kill it if the
-    client dies first (a killed ``dbt`` leaves nothing running)."""
+    client dies first (a killed ``dbt`` leaves nothing running). Signals meant for a process
+    group (Ctrl-C, a service manager's SIGTERM) are dbt's to act on: the watcher ignores them
+    and reports how dbt ended."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
         connection.close()
@@ -292,6 +297,7 @@ def _run_dbt(request: Mapping[str, Any], streams: list[int]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    time.tzset()  # the client's TZ, as a fresh interpreter would read it
     sys.argv = ["dbt", *request["args"]]
     from dbt.cli.main import cli
 
@@ -331,8 +337,13 @@ def start(real_dbt: str) -> tuple[subprocess.Popen, Path]:
     return process, folder
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     folder = Path(sys.argv[1])
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped: remove the folder on the way out
     # dbt's own script runs with its bin folder first on sys.path, not a working directory.
     sys.path[:] = [path for path in sys.path if path not in ("", os.getcwd())]
     try:

@@ -36,6 +36,13 @@ SPIN_MACRO = """\
 {% endmacro %}
 """
 
+ZONE_MACRO = """\
+{% macro zone() %}
+  {% set now = modules.datetime.datetime.now().astimezone() %}
+  {{ print("zone=" ~ now.strftime("%Z")) }}
+{% endmacro %}
+"""
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -51,6 +58,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "models" / "bad.sql").write_text("select * from a_table_that_is_not_there\n")
     (root / "macros").mkdir()
     (root / "macros" / "spin.sql").write_text(SPIN_MACRO)
+    (root / "macros" / "zone.sql").write_text(ZONE_MACRO)
     return root
 
 
@@ -196,3 +204,39 @@ def test_a_killed_client_takes_its_dbt_with_it(project: Path, server: Path, tmp_
     while alive(dbt_pid):
         assert time.monotonic() < deadline, "dbt outlived its killed client"
         time.sleep(0.1)
+
+
+def test_a_served_dbt_reads_the_clients_time_zone(project: Path, server: Path, tmp_path) -> None:
+    env = dbt_env(project, tmp_path, server) | {"TZ": "Asia/Tokyo"}
+    done = subprocess.run(
+        [str(server / fork_server.CLIENT_NAME), "run-operation", "zone"],
+        env=env,
+        cwd=project,
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout
+    assert b"zone=JST" in done.stdout
+
+
+def test_a_signal_to_the_watcher_does_not_cut_the_client_off_from_dbt(
+    project: Path, server: Path, tmp_path
+) -> None:
+    client, dbt_pid = spinning(project, server, tmp_path)
+    watcher = int(Path(f"/proc/{dbt_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(watcher, signal.SIGTERM)  # e.g. a service manager stopping the process group
+    time.sleep(1)
+    assert client.poll() is None and alive(dbt_pid)
+    client.send_signal(signal.SIGINT)
+    assert client.wait(timeout=60) == ExitCodes.UnhandledError  # dbt's own end, reported
+
+
+def test_a_stopped_server_removes_its_folder() -> None:
+    process, folder = fork_server.start(real_dbt())
+    deadline = time.monotonic() + 60
+    while not fork_server.is_serving(folder):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    process.terminate()
+    assert process.wait(timeout=10) == 0
+    assert not folder.exists()
