@@ -57,7 +57,6 @@ NOT_SERVED_COMMANDS = frozenset({"deps", "init"})
 STREAMS = (0, 1, 2)
 # What a build imports after ``dbt.cli.main`` (measured with sys.modules before and after).
 PRELOADED_MODULES = (
-    "dbt.cli.main",
     "dbt.task.build",
     "dbt.task.list",
     "dbt.task.retry",
@@ -156,8 +155,10 @@ def write_client(folder: Path, real_dbt: str) -> Path:
 
 def preload() -> list[str]:
     """Import dbt, its build tasks and every installed adapter (the adapters found)."""
+    importlib.import_module("dbt.cli.main")
     for name in PRELOADED_MODULES:
-        importlib.import_module(name)
+        with contextlib.suppress(ImportError):  # moved in another dbt version: imported later
+            importlib.import_module(name)
     import dbt.adapters
 
     adapters = []
