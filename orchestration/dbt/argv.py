@@ -70,8 +70,24 @@ def criteria(selection: Selection) -> tuple[str, ...]:
 
 
 def selection_values(selection: Selection, manifest: Mapping[str, Any]) -> list[str]:
-    """The selector values of ``criteria(selection)``, sorted."""
-    return sorted(node_selector_value(uid, manifest) for uid in criteria(selection))
+    """The selector values of ``criteria(selection)``, sorted: ``resource_type:<type>`` for a
+    type whose every node (two or more) is among them, one ``fqn:`` (or ``source:``) value
+    per remaining node.
+
+    Why: dbt resolves each criterion by scanning every node of the project, so a list of a
+    few hundred costs seconds (200 seeds at 1,000 models: 3 s before dbt starts building,
+    once per stage of a seeded project's build). A resource type selects exactly its nodes.
+    """
+    chosen = set(criteria(selection))
+    by_type: dict[str, set[str]] = {}
+    for unique_id in manifest["nodes"]:
+        by_type.setdefault(unique_id.split(".", 1)[0], set()).add(unique_id)
+    values = []
+    for resource_type, unique_ids in by_type.items():
+        if len(unique_ids) > 1 and unique_ids <= chosen:
+            values.append(f"resource_type:{resource_type}")
+            chosen -= unique_ids
+    return sorted(values + [node_selector_value(uid, manifest) for uid in chosen])
 
 
 def uses_selector_file(selection: Selection, threshold: int) -> bool:

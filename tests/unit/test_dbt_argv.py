@@ -213,6 +213,42 @@ def test_a_large_complement_goes_into_the_selector_file() -> None:
     }
 
 
+SEEDED = {
+    "nodes": MANIFEST["nodes"]
+    | {"seed.shop.currencies": {"name": "currencies", "fqn": ["shop", "lookups", "currencies"]}},
+    "sources": MANIFEST["sources"],
+}
+SEEDS = ("seed.shop.countries", "seed.shop.currencies")
+
+
+def test_every_node_of_a_type_is_one_resource_type_criterion() -> None:
+    # dbt scans the whole project once per criterion: 200 seeds as 200 fqn values cost 3 s.
+    args = build_args("build", selection=Selection((*SEEDS, ORDERS)), manifest=SEEDED, threshold=10)
+    assert args == ["build", "--select", "fqn:shop.marts.orders", "resource_type:seed"]
+    everything_but_seeds = Selection((ORDERS,), complement=SEEDS)
+    assert build_args("build", selection=everything_but_seeds, manifest=SEEDED, threshold=10) == [
+        "build",
+        "--select",
+        "fqn:*",
+        "--exclude",
+        "resource_type:seed",
+        "--indirect-selection",
+        "cautious",
+    ]
+
+
+def test_some_nodes_of_a_type_stay_one_criterion_each() -> None:
+    args = build_args(
+        "build", selection=Selection((SEEDS[0], ORDERS)), manifest=SEEDED, threshold=10
+    )
+    assert args == ["build", "--select", "fqn:shop.countries", "fqn:shop.marts.orders"]
+    # The only node of its type is not worth a type criterion: it reads as the node itself.
+    only_seed = build_args(
+        "build", selection=Selection((SEEDS[0],)), manifest=MANIFEST, threshold=10
+    )
+    assert only_seed == ["build", "--select", "fqn:shop.countries"]
+
+
 def test_a_large_selection_names_the_selector_and_drops_indirect_selection() -> None:
     # dbt ignores --indirect-selection with --selector; selectors_yaml carries it instead.
     args = build_args(
