@@ -298,7 +298,7 @@ def _run_dbt(request: Mapping[str, Any], streams: list[int]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    time.tzset()  # the client's TZ, as a fresh interpreter would read it
+    time.tzset()  # time.tzname / time.timezone (set at import) follow the client's TZ too
     sys.argv = ["dbt", *request["args"]]
     from dbt.cli.main import cli
 
