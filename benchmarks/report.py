@@ -111,8 +111,10 @@ def render(results: Mapping[str, Any]) -> str:
         "fault hook), deterministic by seed; dbt with 2 threads; Dagster in a fresh "
         f"`DAGSTER_HOME` on {_storage_text(meta.get('storage', 'sqlite'))}, "
         "`DAGSTER_EVENT_BATCH_SIZE=1000` as `make` exports it. Every process is timed whole "
-        "(a run worker and a `dbt` "
-        "command both start cold). Cells read *median (min–max)* of the repeats; ratios are "
+        "(a run worker and a `dbt` command both start cold), except where a figure says "
+        "*warm*: a run forked from the warm run worker, whose dbt is forked from the worker's "
+        "dbt fork server (dbt imported once; `orchestration/dbt/fork_server.py`), against a "
+        "floor that is a fresh `dbt`. Cells read *median (min–max)* of the repeats; ratios are "
         "taken per repeat between measurements made side by side.",
         "",
     ]
@@ -284,8 +286,8 @@ def _overhead(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         "`execute_job(daily_pipeline)` in a fresh process on the bench instance (see *Method*) "
         f"vs `dbt build` of the same project, alternating, {data['repeats']} repeats. "
         "*Launched, warm*: the same build created and launched as the schedule daemon "
-        "launches a scheduled run, through `WarmRunLauncher`, timed from creating the run to "
-        "its end. Target ≤ "
+        "launches a scheduled run, through `WarmRunLauncher` (its dbt from the dbt fork "
+        "server), timed from creating the run to its end. Target ≤ "
         f"{target:.2f} at 1,000 models.",
         "",
         "| models | dbt build | through Dagster | ratio | target | launched, warm | ratio | "
@@ -386,8 +388,10 @@ def _launched(data: Mapping[str, Any], missed: list[str]) -> list[str]:
         "`recover_from_artifacts` as the launchpad creates a run; each is launched through the "
         "instance's run launcher against a workspace whose code server runs in its own process "
         "(`benchmarks/figures/launched.py`). Timed from "
-        "creating the run to its end; the floor, `dbt build --select <the needed set>`, side "
-        f"by side, {data['repeats']} repeats. Target ≤ {target:.2f}.",
+        "creating the run to its end; the floor, `dbt build --select <the needed set>` (a "
+        "fresh `dbt`, whose imports a warm run's dbt does not pay: it is forked from the warm "
+        f"worker's dbt fork server), side by side, {data['repeats']} repeats. Target ≤ "
+        f"{target:.2f}.",
         "",
         "| models | needed | path | wall | creating the run | the run | models re-run | "
         "floor | ratio | target |",

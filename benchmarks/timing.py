@@ -3,7 +3,8 @@
 The machine is shared and noisy, so every figure is reported as the median of repeats with its
 min and max, and ratios are taken between measurements made side by side in one run. Processes
 are timed whole (interpreter start to exit) because that is what a user waits for: a Dagster run
-worker and a ``dbt`` command both start cold.
+worker and a ``dbt`` command both start cold (a *warm* run, forked from the warm run worker,
+starts its dbt from the worker's dbt fork server; the figures that measure one say so).
 """
 
 from __future__ import annotations
