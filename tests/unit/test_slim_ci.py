@@ -30,6 +30,7 @@ MANIFEST = {
     "nodes": {
         "model.p.a": {"fqn": ["p", "a"], "resource_type": "model"},
         "model.p.b": {"fqn": ["p", "marts", "b"], "resource_type": "model"},
+        "model.p.c": {"fqn": ["p", "marts", "c"], "resource_type": "model"},
     }
 }
 DEFER = ["--defer", "--state", "/tmp/state"]
@@ -66,6 +67,12 @@ def test_a_slim_ci_recovery_intersects_each_node_with_state_modified_plus() -> N
         state_modified=True,
     )
     assert args == ["build", "--select", "state:modified+,fqn:p.a", "state:modified+,fqn:p.marts.b"]
+    # Every model: one criterion for the type, intersected the same way.
+    every_model = argv.Selection(("model.p.a", "model.p.b", "model.p.c"))
+    args = argv.build_args(
+        "build", selection=every_model, manifest=MANIFEST, threshold=100, state_modified=True
+    )
+    assert args == ["build", "--select", "state:modified+,resource_type:model"]
 
 
 def test_a_large_slim_ci_recovery_intersects_in_the_selectors_file() -> None:
