@@ -24,11 +24,17 @@ then exits without running anything. A run whose instance ref is not the one the
 connection on SQLite; on PostgreSQL, one for its run storage and one for its event log, made
 before the run arrives (pools ping a connection before use and recycle it hourly).
 
+A warm run's dbt is warm too: this process starts the dbt fork server
+(``orchestration.dbt.fork_server``, dbt imported once) before it loads the definitions, and its
+children inherit the server's folder in their environment and its stdin pipe (the server's
+life), nothing else of it.
+
 Protocol, one JSON object per line on the socket whose descriptor ``--fd`` names:
 ``{"repository_origin": …, "instance_ref": …}`` once (this process answers ``{"ready": true,
-"stamps": […]}``, the files its definitions came from with their modification times and
-sizes, or ``{"error": …}``), then ``{"run_id": …, "instance_ref": …}`` per run, answered
-``{"pid": …}``. End of input ends this process and its spare; running children go on.
+"stamps": […], "dbt_fork_server": folder or null}``, the files its definitions came from with
+their modification times and sizes, or ``{"error": …}``), then ``{"run_id": …,
+"instance_ref": …}`` per run, answered ``{"pid": …}``. End of input ends this process and its
+spare; running children go on.
 """
 
 from __future__ import annotations
@@ -113,9 +119,9 @@ def start_dbt_fork_server() -> tuple[subprocess.Popen, Path] | None:
     """For our code location (unless ``ORCHESTRATION_DBT_FORK_SERVER=0``): start the dbt fork
     server (``orchestration.dbt.fork_server``) and name it in this process's environment, which
     every run forked from here inherits; the server's process (keep it: its stdin pipe is the
-    server's life) and folder, or ``None``. It serves once its
-    imports are done (~1.5 s); until then a run's dbt starts the ordinary way. It ends at end
-    of its input, once this process and every child holding the pipe have exited."""
+    server's life) and folder, or ``None``. It serves once its imports are done (~1.5 s);
+    until then a run's dbt starts the ordinary way. It ends at end of its input, once this
+    process and every child holding the pipe have exited."""
     try:
         from orchestration.dbt import fork_server
         from orchestration.dbt.project import real_dbt
