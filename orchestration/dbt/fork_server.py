@@ -1,7 +1,7 @@
 """A dbt fork server: one process that has imported dbt-core and the installed adapters once,
 and forks a child for every dbt command a warm run asks for, instead of a fresh interpreter.
 
-Why: a ``dbt build`` spends 1.2–2 s importing dbt, its adapter and its tasks before it reads
+Why: a ``dbt build`` spends 1.3–2 s importing dbt, its adapter and its tasks before it reads
 the project (``benchmarks/RESULTS.md``, figure 9). A recovery of a dozen models takes
 about 9 s in dbt alone, so that start-up is a large part of what Dagster adds on top of dbt.
 
@@ -136,7 +136,7 @@ def write_client(folder: Path, real_dbt: str) -> Path:
     """The ``dbt`` script of this server: what ``dbt_executable`` returns to a warm run.
 
     It loads this file by path, with Python's ``-S`` (no site-packages): the client needs only
-    the standard library, starts in ~20 ms, and works whatever the working directory."""
+    the standard library, starts in ~10 ms, and works whatever the working directory."""
     script = folder / CLIENT_NAME
     script.write_text(
         f"#!{sys.executable} -S\n"
@@ -153,23 +153,20 @@ def write_client(folder: Path, real_dbt: str) -> Path:
 # --- the server ------------------------------------------------------------------------------
 
 
-def preload() -> list[str]:
-    """Import dbt, its build tasks and every installed adapter (the adapters found)."""
+def preload() -> None:
+    """Import dbt, its build tasks and every installed adapter."""
     importlib.import_module("dbt.cli.main")
     for name in PRELOADED_MODULES:
         with contextlib.suppress(ImportError):  # moved in another dbt version: imported later
             importlib.import_module(name)
     import dbt.adapters
 
-    adapters = []
     for module in pkgutil.iter_modules(dbt.adapters.__path__):
         # An adapter plugin ships its macros as dbt.include.<name>.
         if importlib.util.find_spec(f"dbt.include.{module.name}") is None:
             continue
         with contextlib.suppress(Exception):  # a broken adapter fails in dbt, as before
             importlib.import_module(f"dbt.adapters.{module.name}")
-            adapters.append(module.name)
-    return adapters
 
 
 def serve(folder: Path) -> None:
@@ -271,6 +268,14 @@ def _watch(
         reply = {"exit_code": os.waitstatus_to_exitcode(status)}
         connection.sendall(json.dumps(reply).encode() + b"\n")
     return 0
+
+
+def read_served(folder: Path) -> list[dict[str, Any]]:
+    """What the server of ``folder`` ran, one entry per dbt it forked (``_record``)."""
+    with contextlib.suppress(OSError):
+        lines = (folder / SERVED_LOG_NAME).read_text().splitlines()
+        return [json.loads(line) for line in lines]
+    return []
 
 
 def _record(folder: Path, pid: int, request: Mapping[str, Any]) -> None:

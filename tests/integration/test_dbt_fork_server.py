@@ -102,11 +102,6 @@ def run(executable: str, args: list[str], env: dict[str, str], cwd: Path) -> tup
     return done.returncode, lines
 
 
-def served(folder: Path) -> list[dict]:
-    log = folder / fork_server.SERVED_LOG_NAME
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
 def result_statuses(tmp_path: Path) -> dict[str, str]:
     results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
     return {r["unique_id"]: r["status"] for r in results}
@@ -128,8 +123,10 @@ def test_a_served_build_is_the_ordinary_build(project: Path, server: Path, tmp_p
     names = [line["info"]["name"] for line in plain_log]
     assert [line["info"]["name"] for line in served_log] == names
     # It ran in a child of the server (the pid dbt logs is one the server forked).
-    assert {line["info"]["pid"] for line in served_log} <= {s["pid"] for s in served(server)}
-    assert served(server)[-1]["command"] == ["build"]
+    assert {line["info"]["pid"] for line in served_log} <= {
+        s["pid"] for s in fork_server.read_served(server)
+    }
+    assert fork_server.read_served(server)[-1]["command"] == ["build"]
 
     ok_code, _ = run(
         client, ["build", "--select", "good"], dbt_env(project, served_dir, server), project
@@ -151,17 +148,17 @@ def test_without_a_server_the_client_runs_the_ordinary_dbt(project: Path, tmp_pa
 
 
 def test_dbt_deps_is_never_served(project: Path, server: Path, tmp_path) -> None:
-    before = len(served(server))
+    before = len(fork_server.read_served(server))
     code, _ = run(
         str(server / fork_server.CLIENT_NAME), ["deps"], dbt_env(project, tmp_path, server), project
     )
     assert code == 0
-    assert len(served(server)) == before
+    assert len(fork_server.read_served(server)) == before
 
 
 def spinning(project: Path, server: Path, tmp_path: Path) -> tuple[subprocess.Popen, int]:
     """A served ``dbt run-operation spin`` (never ends by itself) and its dbt's pid."""
-    before = len(served(server))
+    before = len(fork_server.read_served(server))
     client = subprocess.Popen(
         [str(server / fork_server.CLIENT_NAME), "run-operation", "spin"],
         env=dbt_env(project, tmp_path, server),
@@ -170,12 +167,12 @@ def spinning(project: Path, server: Path, tmp_path: Path) -> tuple[subprocess.Po
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while len(served(server)) == before:
+    while len(fork_server.read_served(server)) == before:
         assert time.monotonic() < deadline and client.poll() is None
         time.sleep(0.05)
     time.sleep(3)  # into the macro
     assert client.poll() is None
-    return client, served(server)[-1]["pid"]
+    return client, fork_server.read_served(server)[-1]["pid"]
 
 
 def alive(pid: int) -> bool:

@@ -6,7 +6,6 @@ stop when terminated; a spare child waits for the next run and leaves with its w
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -231,7 +230,7 @@ def test_launched_runs_fork_one_warm_worker_recover_exactly_and_never_run_stale_
         (folder,) = fork_server_folders(worker)
         served_runs = {
             line["target_path"].split("/invocations/")[1][:8]
-            for line in served(folder)
+            for line in fork_server.read_served(folder)
             if line["command"] == ["build"]
         }
         assert served_runs == {retry_id[:8], asset_retry_id[:8]}
@@ -272,7 +271,7 @@ def dbt_processes_of(run_id: str) -> list[int]:
         except OSError:  # gone meanwhile
             continue
     for folder in fork_server_folders():
-        for line in served(folder):
+        for line in fork_server.read_served(folder):
             if marker in (line["target_path"] or "") and process_state(line["pid"]):
                 found.append(line["pid"])
     return found
@@ -290,14 +289,6 @@ def fork_server_folders(worker: int | None = None) -> list[Path]:
             if worker is None or (process_state(int(proc.name)) or ("", 0))[1] == worker:
                 folders.append(Path(args[-1].decode()))
     return folders
-
-
-def served(folder: Path) -> list[dict[str, Any]]:
-    """What a fork server ran, one entry per dbt it forked."""
-    log = folder / fork_server.SERVED_LOG_NAME
-    with contextlib.suppress(OSError):
-        return [json.loads(line) for line in log.read_text().splitlines()]
-    return []
 
 
 def test_terminate_cancels_a_warm_run_and_stops_its_dbt(
